@@ -67,11 +67,13 @@ struct loop {
 	atomic_bool bh_pending;          /* bh_list is not empty */
 
 	atomic_int notify_me;            /* the poller may block */
+	atomic_bool notified;            /* the eventfd may be readable */
 	atomic_bool kicked;              /* loop_wait_kick since last poll */
 	atomic_int waiters;              /* in LOOP_WAIT_WHILE */
 
 	/* home thread only: */
 	LIST_HEAD(, loop_handler) handlers;
+	unsigned nr_handlers;            /* not counting deleted ones */
 	TAILQ_HEAD(loop_timer_list_, loop_timer) timers;
 	unsigned poll_depth;
 	bool handlers_deleted;
@@ -185,6 +187,7 @@ void loop_notify(struct loop *ctx)
 
 	/* Pairs with the seq_cst store of notify_me in loop_poll. */
 	if (atomic_load(&ctx->notify_me)) {
+		atomic_store(&ctx->notified, true);
 		if (write(ctx->efd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
 			/* An eventfd write fails only on counter overflow,
 			 * which still leaves it readable: nothing is lost. */
@@ -192,12 +195,19 @@ void loop_notify(struct loop *ctx)
 	}
 }
 
+/*
+ * One read resets an eventfd's whole counter.  A write that lands after
+ * the read leaves the fd readable, and the level-triggered epoll reports it
+ * on the next pass: nothing is lost, at worst one pass is spurious.
+ */
 static void notifier_clear(struct loop *ctx)
 {
 	uint64_t v;
 
-	while (read(ctx->efd, &v, sizeof(v)) == sizeof(v))
-		;
+	atomic_store(&ctx->notified, false);
+	if (read(ctx->efd, &v, sizeof(v)) < 0) {
+		/* EAGAIN: the write has not happened yet; see above. */
+	}
 }
 
 /* fd handlers */
@@ -227,6 +237,7 @@ int loop_set_fd_handler(struct loop *ctx, int fd, loop_fd_fn *io_read,
 			return -ENOENT;
 		epoll_ctl(ctx->epfd, EPOLL_CTL_DEL, fd, NULL);
 		h->deleted = true;
+		ctx->nr_handlers--;
 		h->io_read = NULL;
 		h->io_write = NULL;
 		if (ctx->poll_depth)
@@ -255,8 +266,10 @@ int loop_set_fd_handler(struct loop *ctx, int fd, loop_fd_fn *io_read,
 	h->io_read = io_read;
 	h->io_write = io_write;
 	h->opaque = opaque;
-	if (is_new)
+	if (is_new) {
 		LIST_INSERT_HEAD(&ctx->handlers, h, link);
+		ctx->nr_handlers++;
+	}
 	return 0;
 }
 
@@ -500,7 +513,15 @@ bool loop_poll(struct loop *ctx, bool blocking)
 			timeout = timers_timeout_ms(ctx);
 	}
 
-	n = epoll_wait(ctx->epfd, events, LOOP_MAX_EVENTS, timeout);
+	if (timeout == 0 && ctx->nr_handlers == 0) {
+		/* Only the notifier could be ready: skip the system call,
+		 * and read the eventfd only if someone wrote it. */
+		n = 0;
+		if (atomic_load(&ctx->notified))
+			notifier_clear(ctx);
+	} else {
+		n = epoll_wait(ctx->epfd, events, LOOP_MAX_EVENTS, timeout);
+	}
 	if (blocking)
 		atomic_store(&ctx->notify_me, 0);
 	if (n > 0)

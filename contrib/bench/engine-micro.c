@@ -17,7 +17,9 @@
  *     threads that ping-pong through a pair of blocking eventfds.  The
  *     eventfd pair is the least any two threads that sleep while idle must
  *     pay (one write and one blocking read per hop), and the engine's
- *     notifier is an eventfd too (target: ratio at most 1.5).
+ *     notifier is an eventfd too (target: ratio at most 1.5).  Both pairs
+ *     of threads are pinned the same way, to one CPU unless --split-cpus
+ *     is given (see handover_setup for why).
  *
  * Every measurement is warmed up, then repeated; the report shows the
  * median of the repetitions.  Our repetitions and the peer's are
@@ -33,6 +35,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -70,10 +73,18 @@ struct bench_case {
 	const char *peer_name;          /* NULL: no peer */
 	double target;                  /* highest good ratio; 0: none */
 	uint64_t default_iterations;
+	uint64_t split_iterations;      /* default with --split-cpus; 0: same */
 	int (*setup)(struct bench_env *env);
 	void (*teardown)(struct bench_env *env);
 	bench_run_fn *ours;
 	bench_run_fn *peer;
+};
+
+struct bench_opts {
+	uint64_t iterations;            /* 0: each case's default */
+	unsigned repeat;
+	bool split_cpus;
+	bool csv;
 };
 
 struct bench_result {
@@ -84,9 +95,9 @@ struct bench_result {
 };
 
 /*
- * Everything the cases share.  Apart from the iothread and the eventfd
- * peer thread (whose data is noted), all of it is used by the main thread
- * only.
+ * Everything the cases share; main thread only, except where noted.  What
+ * the hand-over coroutine reads in the iothread was written before it was
+ * first entered, and each hop's BH lock orders it.
  */
 struct bench_env {
 	struct loop *main_ctx;          /* the main thread's home context */
@@ -102,9 +113,11 @@ struct bench_env {
 	uint64_t bh_count;
 
 	/* case 3 */
+	bool split_cpus;                /* main and the other thread apart */
+	cpu_set_t saved_affinity;       /* main's, restored at teardown */
 	struct iothread *iothread;
 	struct loop *io_ctx;
-	uint64_t handover_n;            /* read by the coroutine */
+	uint64_t handover_n;            /* read by the coroutine, both threads */
 	bool handover_done;             /* set by the coroutine, in main */
 	int efd_req;                    /* main writes, peer thread reads */
 	int efd_resp;                   /* peer thread writes, main reads */
@@ -299,13 +312,70 @@ static int efd_pingpong_run(struct bench_env *env, uint64_t n, uint64_t *ns)
 	return 0;
 }
 
-static int handover_setup(struct bench_env *env)
+/* Pin the calling thread to one CPU.  Returns 0 or -errno. */
+static int pin_self(int cpu)
 {
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return -pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+/*
+ * Choose the CPUs of the main thread and of the other thread (iothread or
+ * eventfd peer) among those main may use: the first one for both, or the
+ * first two with split_cpus.  Returns 0 or -errno.
+ */
+static int pick_cpus(struct bench_env *env, int *main_cpu, int *other_cpu)
+{
+	int found = 0;
 	int ret;
 
+	ret = -pthread_getaffinity_np(pthread_self(),
+				      sizeof(env->saved_affinity),
+				      &env->saved_affinity);
+	if (ret < 0)
+		return ret;
+	for (int cpu = 0; cpu < CPU_SETSIZE && found < 2; cpu++) {
+		if (!CPU_ISSET(cpu, &env->saved_affinity))
+			continue;
+		if (found++ == 0)
+			*main_cpu = *other_cpu = cpu;
+		else if (env->split_cpus)
+			*other_cpu = cpu;
+	}
+	if (found == 0 || (env->split_cpus && found < 2))
+		return -ENODEV;
+	return 0;
+}
+
+/*
+ * Where the two threads run decides the figure far more than any code: on
+ * one CPU a hop is a context switch, on two an idle CPU must be woken,
+ * which in a VM costs tens of microseconds of hypervisor time.  The
+ * scheduler's choice sticks to a thread, so left alone it can put the
+ * iothread next to main and the peer apart, or the reverse, and the ratio
+ * would compare placements.  So both pairs get the same placement: the
+ * iothread and the peer thread inherit other_cpu from main when they are
+ * created, then main moves to main_cpu.
+ */
+static int handover_setup(struct bench_env *env)
+{
+	int main_cpu = -1, other_cpu = -1;
+	int ret;
+
+	ret = pick_cpus(env, &main_cpu, &other_cpu);
+	if (ret < 0)
+		return ret;
+	ret = pin_self(other_cpu);
+	if (ret < 0)
+		return ret;
 	env->efd_req = eventfd(0, EFD_CLOEXEC);
-	if (env->efd_req < 0)
-		return -errno;
+	if (env->efd_req < 0) {
+		ret = -errno;
+		goto out_restore_affinity;
+	}
 	env->efd_resp = eventfd(0, EFD_CLOEXEC);
 	if (env->efd_resp < 0) {
 		ret = -errno;
@@ -318,8 +388,15 @@ static int handover_setup(struct bench_env *env)
 	if (ret < 0)
 		goto out_stop_peer;
 	env->io_ctx = iothread_get_ctx(env->iothread);
+	ret = pin_self(main_cpu);
+	if (ret < 0)
+		goto out_free_iothread;
 	return 0;
 
+out_free_iothread:
+	iothread_free(env->iothread);
+	env->iothread = NULL;
+	env->io_ctx = NULL;
 out_stop_peer:
 	{
 		const uint64_t stop = EFD_STOP;
@@ -331,6 +408,9 @@ out_close_resp:
 	close(env->efd_resp);
 out_close_req:
 	close(env->efd_req);
+out_restore_affinity:
+	pthread_setaffinity_np(pthread_self(), sizeof(env->saved_affinity),
+			       &env->saved_affinity);
 	return ret;
 }
 
@@ -347,6 +427,8 @@ static void handover_teardown(struct bench_env *env)
 		perror(PROG ": stopping the eventfd peer");
 	close(env->efd_resp);
 	close(env->efd_req);
+	pthread_setaffinity_np(pthread_self(), sizeof(env->saved_affinity),
+			       &env->saved_affinity);
 }
 
 /* ---- the cases and the runner ---------------------------------------- */
@@ -377,12 +459,24 @@ static const struct bench_case cases[] = {
 		.peer_name = "eventfd ping-pong",
 		.target = 1.5,
 		.default_iterations = 40000,
+		/* Waking another CPU is ~10 times slower (in a VM). */
+		.split_iterations = 5000,
 		.setup = handover_setup,
 		.teardown = handover_teardown,
 		.ours = handover_run,
 		.peer = efd_pingpong_run,
 	},
 };
+
+static uint64_t case_iterations(const struct bench_case *c,
+				const struct bench_opts *opts)
+{
+	if (opts->iterations)
+		return opts->iterations;
+	if (opts->split_cpus && c->split_iterations)
+		return c->split_iterations;
+	return c->default_iterations;
+}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -427,6 +521,8 @@ static int run_repetitions(const struct bench_case *c, struct bench_env *env,
 	ret = measure(c, c->ours, env, warm, &dummy);
 	if (ret == 0 && c->peer)
 		ret = measure(c, c->peer, env, warm, &dummy);
+	/* Alternate which side goes first, so that neither always runs
+	 * right after the other has warmed or disturbed the machine. */
 	for (unsigned r = 0; ret == 0 && r < repeat; r++) {
 		bool peer_first = c->peer && (r % 2);
 
@@ -441,9 +537,9 @@ static int run_repetitions(const struct bench_case *c, struct bench_env *env,
 }
 
 static int run_case(const struct bench_case *c, struct bench_env *env,
-		    uint64_t iterations, unsigned repeat,
-		    struct bench_result *res)
+		    const struct bench_opts *opts, struct bench_result *res)
 {
+	unsigned repeat = opts->repeat;
 	double *ours = calloc(repeat, sizeof(*ours));
 	double *peer = calloc(repeat, sizeof(*peer));
 	int ret = -ENOMEM;
@@ -453,16 +549,18 @@ static int run_case(const struct bench_case *c, struct bench_env *env,
 	ret = c->setup(env);
 	if (ret < 0) {
 		fprintf(stderr, "%s: %s: set-up failed: %s\n", PROG, c->name,
+			ret == -ENODEV ? "too few CPUs available" :
 			strerror(-ret));
 		goto out_free;
 	}
 	memset(res, 0, sizeof(*res));
-	res->iterations = iterations ? iterations : c->default_iterations;
+	res->iterations = case_iterations(c, opts);
 	ret = run_repetitions(c, env, res->iterations, repeat, ours, peer);
 	c->teardown(env);
 	if (ret < 0)
 		goto out_free;
 
+	/* median() sorts, so min and max are at the ends afterwards. */
 	res->ours = median(ours, repeat);
 	res->ours_min = ours[0];
 	res->ours_max = ours[repeat - 1];
@@ -488,57 +586,48 @@ static const char *verdict(const struct bench_case *c,
 	return res->ratio <= c->target ? "ok" : "MISSED";
 }
 
-static void print_table_header(uint64_t iterations, unsigned repeat)
+static void print_table(const struct bench_opts *opts,
+			const struct bench_result *res)
 {
-	printf("%s: iterations per repetition: ", PROG);
-	if (iterations)
-		printf("%" PRIu64, iterations);
-	else
-		printf("%" PRIu64 " / %" PRIu64 " / %" PRIu64,
-		       cases[0].default_iterations,
-		       cases[1].default_iterations,
-		       cases[2].default_iterations);
-	printf("; repetitions: %u; figures are medians\n\n", repeat);
-	printf("%-28s %13s  %-18s %10s %7s %7s  %s\n", "case", "vdiskfs ns/op",
+	printf("%s: %u repetitions, medians in ns/op; cross-thread case on %s\n\n",
+	       PROG, opts->repeat, opts->split_cpus ? "two CPUs" : "one CPU");
+	printf("%-28s %13s  %-18s %10s %6s %7s  %s\n", "case", "vdiskfs ns/op",
 	       "peer", "peer ns/op", "ratio", "target", "result");
-}
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		const struct bench_case *c = &cases[i];
+		char target[16];
 
-static void print_table_row(const struct bench_case *c,
-				   const struct bench_result *res)
-{
-	char target[16];
-
-	printf("%-28s %13.1f  ", c->name, res->ours);
-	if (!c->peer) {
-		printf("%-18s %10s %7s %7s  %s\n", "-", "-", "-", "-", "-");
-		return;
+		printf("%-28s %13.1f  ", c->name, res[i].ours);
+		if (!c->peer) {
+			printf("%-18s %10s %6s %7s  %s\n", "-", "-", "-", "-",
+			       "-");
+			continue;
+		}
+		snprintf(target, sizeof(target), "<=%.2f", c->target);
+		printf("%-18s %10.1f %6.2f %7s  %s\n", c->peer_name,
+		       res[i].peer, res[i].ratio, target, verdict(c, &res[i]));
 	}
-	snprintf(target, sizeof(target), "<=%.2f", c->target);
-	printf("%-18s %10.1f %7.2f %7s  %s\n", c->peer_name, res->peer,
-	       res->ratio, target, verdict(c, res));
 }
 
-static void print_csv_header(void)
+static void print_csv(const struct bench_result *res)
 {
 	printf("case,vdiskfs_ns_per_op,peer,peer_ns_per_op,ratio,target,"
 	       "result,iterations,vdiskfs_min,vdiskfs_max,peer_min,peer_max\n");
-}
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		const struct bench_case *c = &cases[i];
+		const struct bench_result *r = &res[i];
 
-static void print_csv_row(const struct bench_case *c,
-			  const struct bench_result *res)
-{
-	printf("%s,%.2f,", c->name, res->ours);
-	if (c->peer)
-		printf("%s,%.2f,%.3f,%.2f,%s,", c->peer_name, res->peer,
-		       res->ratio, c->target, verdict(c, res));
-	else
-		printf(",,,,,");
-	printf("%" PRIu64 ",%.2f,%.2f,", res->iterations, res->ours_min,
-	       res->ours_max);
-	if (c->peer)
-		printf("%.2f,%.2f\n", res->peer_min, res->peer_max);
-	else
-		printf(",\n");
+		if (c->peer)
+			printf("%s,%.2f,%s,%.2f,%.3f,%.2f,%s,%" PRIu64
+			       ",%.2f,%.2f,%.2f,%.2f\n", c->name, r->ours,
+			       c->peer_name, r->peer, r->ratio, c->target,
+			       verdict(c, r), r->iterations, r->ours_min,
+			       r->ours_max, r->peer_min, r->peer_max);
+		else
+			printf("%s,%.2f,,,,,,%" PRIu64 ",%.2f,%.2f,,\n",
+			       c->name, r->ours, r->iterations, r->ours_min,
+			       r->ours_max);
+	}
 }
 
 /* ---- options ---------------------------------------------------------- */
@@ -546,27 +635,33 @@ static void print_csv_row(const struct bench_case *c,
 static void usage(FILE *f)
 {
 	fprintf(f,
-"Usage: %s [--iterations N] [--repeat N] [--csv]\n"
+"Usage: %s [--iterations N] [--repeat N] [--split-cpus] [--csv]\n"
 "\n"
 "Micro-benchmarks of the vdiskfs engine core, each against a peer that\n"
 "does the same job without the engine:\n"
-"  co enter+yield round trip   vs  a bare swapcontext ping-pong (target 1.2)\n"
-"  BH schedule+poll            in one thread, no peer\n"
-"  cross-thread hand-over      vs  an eventfd ping-pong between two\n"
-"                                  threads (target 1.5)\n"
+"  co enter+yield round trip  vs  a bare swapcontext ping-pong  (target 1.2)\n"
+"  BH schedule+poll           in one thread, no peer\n"
+"  cross-thread hand-over     vs  an eventfd ping-pong between two threads\n"
+"                                 (target 1.5)\n"
 "Each case is warmed up and repeated; ours and the peer's repetitions are\n"
-"interleaved and the median is reported.  Targets are on the ratio\n"
+"interleaved and the medians are reported.  Targets are on the ratio\n"
 "vdiskfs/peer.  The exit status is 0 whether or not targets are met.\n"
 "\n"
 "Options:\n"
-"  -n, --iterations N  iterations per repetition for every case (default:\n"
-"                      per case, %" PRIu64 " / %" PRIu64 " / %" PRIu64 ")\n"
+"  -n, --iterations N  iterations per repetition, for every case (default:\n"
+"                      %" PRIu64 " / %" PRIu64 " / %" PRIu64
+" in the order above;\n"
+"                      %" PRIu64 " for the last with --split-cpus)\n"
 "  -r, --repeat N      repetitions of each measurement (default %d)\n"
-"      --csv           print CSV (with min/max per side) instead of a table\n"
+"      --split-cpus    run the two threads of the cross-thread case on two\n"
+"                      CPUs (default: both on one CPU; either way ours and\n"
+"                      the peer get the same placement)\n"
+"      --csv           print CSV, with the min and max of the repetitions,\n"
+"                      instead of a table\n"
 "  -h, --help          show this help and exit\n",
 		PROG, cases[0].default_iterations,
 		cases[1].default_iterations, cases[2].default_iterations,
-		REPEAT_DEFAULT);
+		cases[2].split_iterations, REPEAT_DEFAULT);
 }
 
 /* Parse a decimal count in [1, max].  Returns 0, -EINVAL or -ERANGE. */
@@ -603,14 +698,14 @@ bad_option(const char *fmt, ...)
 	exit(2);
 }
 
-enum { OPT_CSV = 256 };
+enum { OPT_CSV = 256, OPT_SPLIT_CPUS };
 
-static void parse_options(int argc, char **argv, uint64_t *iterations,
-			  unsigned *repeat, bool *csv)
+static void parse_options(int argc, char **argv, struct bench_opts *opts)
 {
 	static const struct option long_opts[] = {
 		{ "iterations", required_argument, NULL, 'n' },
 		{ "repeat", required_argument, NULL, 'r' },
+		{ "split-cpus", no_argument, NULL, OPT_SPLIT_CPUS },
 		{ "csv", no_argument, NULL, OPT_CSV },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -624,17 +719,21 @@ static void parse_options(int argc, char **argv, uint64_t *iterations,
 		case 'n':
 			if (parse_count(optarg, ITERATIONS_MAX, &v) < 0)
 				bad_option("--iterations: '%s' is not a count "
-					   "from 1 to 1000000000", optarg);
-			*iterations = v;
+					   "from 1 to %llu", optarg,
+					   ITERATIONS_MAX);
+			opts->iterations = v;
 			break;
 		case 'r':
 			if (parse_count(optarg, REPEAT_MAX, &v) < 0)
 				bad_option("--repeat: '%s' is not a count "
-					   "from 1 to 1000", optarg);
-			*repeat = (unsigned)v;
+					   "from 1 to %d", optarg, REPEAT_MAX);
+			opts->repeat = (unsigned)v;
+			break;
+		case OPT_SPLIT_CPUS:
+			opts->split_cpus = true;
 			break;
 		case OPT_CSV:
-			*csv = true;
+			opts->csv = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -643,6 +742,8 @@ static void parse_options(int argc, char **argv, uint64_t *iterations,
 			bad_option("%s needs an argument", argv[optind - 1]);
 			break;
 		default:
+			/* optopt: the unknown short option, the long one
+			 * given a value it does not take, or 0. */
 			if (optopt > 0 && optopt < 256)
 				bad_option("unknown option '-%c'", optopt);
 			else if (optopt)
@@ -660,14 +761,13 @@ static void parse_options(int argc, char **argv, uint64_t *iterations,
 
 int main(int argc, char **argv)
 {
+	struct bench_opts opts = { .repeat = REPEAT_DEFAULT };
 	struct bench_env env = { 0 };
 	struct bench_result res[ARRAY_SIZE(cases)];
-	uint64_t iterations = 0;        /* 0: each case's default */
-	unsigned repeat = REPEAT_DEFAULT;
-	bool csv = false;
 	int ret;
 
-	parse_options(argc, argv, &iterations, &repeat, &csv);
+	parse_options(argc, argv, &opts);
+	env.split_cpus = opts.split_cpus;
 
 	ret = loop_new(&env.main_ctx);
 	if (ret < 0) {
@@ -677,20 +777,14 @@ int main(int argc, char **argv)
 	loop_set_current(env.main_ctx);
 
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-		ret = run_case(&cases[i], &env, iterations, repeat, &res[i]);
+		ret = run_case(&cases[i], &env, &opts, &res[i]);
 		if (ret < 0)
 			goto out_free_ctx;
 	}
-
-	if (csv) {
-		print_csv_header();
-		for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
-			print_csv_row(&cases[i], &res[i]);
-	} else {
-		print_table_header(iterations, repeat);
-		for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
-			print_table_row(&cases[i], &res[i]);
-	}
+	if (opts.csv)
+		print_csv(res);
+	else
+		print_table(&opts, res);
 
 out_free_ctx:
 	loop_set_current(NULL);
