@@ -527,6 +527,9 @@ void co_wake(struct coroutine *co)
 	struct coroutine *self;
 
 	if (co->ctx != loop_get_current()) {
+		if (!co->ctx)
+			co_die("co_wake from another thread of a coroutine "
+			       "that belongs to no context");
 		co_schedule(co->ctx, co);
 		return;
 	}

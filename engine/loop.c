@@ -166,13 +166,18 @@ void loop_free(struct loop *ctx)
 		LIST_REMOVE(h, link);
 		free(h);
 	}
-	/* Dropped BHs: free the one-shot ones, which nobody else owns. */
+	/* A thread that scheduled the last BH may still be inside
+	 * bh_enqueue, holding the lock: taking it waits for that thread to
+	 * leave.  Dropped BHs: free the one-shot ones, which nobody else
+	 * owns. */
+	pthread_mutex_lock(&ctx->bh_lock);
 	while ((bh = TAILQ_FIRST(&ctx->bh_list))) {
 		TAILQ_REMOVE(&ctx->bh_list, bh, link);
 		bh->flags &= ~BH_SCHEDULED;
 		if (bh->flags & BH_ONESHOT)
 			free(bh);
 	}
+	pthread_mutex_unlock(&ctx->bh_lock);
 	pthread_mutex_destroy(&ctx->bh_lock);
 	close(ctx->efd);
 	close(ctx->epfd);
@@ -296,7 +301,6 @@ struct loop_bh *loop_bh_new(struct loop *ctx, loop_bh_fn *cb, void *opaque)
 static void bh_enqueue(struct loop_bh *bh, unsigned extra_flags)
 {
 	struct loop *ctx = bh->ctx;
-	bool queued = false;
 
 	pthread_mutex_lock(&ctx->bh_lock);
 	if (!(bh->flags & BH_SCHEDULED)) {
@@ -304,11 +308,11 @@ static void bh_enqueue(struct loop_bh *bh, unsigned extra_flags)
 		bh->seq = ctx->bh_seq++;
 		TAILQ_INSERT_TAIL(&ctx->bh_list, bh, link);
 		atomic_store(&ctx->bh_pending, true);
-		queued = true;
+		/* Notify under the lock: once it is released the BH may
+		 * have run and its owner may have freed the context. */
+		loop_notify(ctx);
 	}
 	pthread_mutex_unlock(&ctx->bh_lock);
-	if (queued)
-		loop_notify(ctx);
 }
 
 void loop_bh_schedule(struct loop_bh *bh)
