@@ -560,6 +560,8 @@ void coroutine_fn co_sleep_ns(uint64_t ns)
 	loop_timer_init(&t, self->ctx, co_sleep_cb, self);
 	loop_timer_mod(&t, loop_now_ns() + ns);
 	co_yield();
+	/* Woken early by someone else: the timer lives on this frame. */
+	loop_timer_del(&t);
 }
 
 /* ---- CoQueue ------------------------------------------------------- */
