@@ -75,7 +75,8 @@ if [ "$mode" = run ]; then
 	make -C "$builddir/default" -j"$jobs" >/dev/null
 	echo
 	echo "quickstart.sh: built in $builddir/default:"
-	echo "  engine core: event loop, coroutines, iothreads, hbitmap, rate limiter"
+	echo "  engine: event loop, coroutines, iothreads, hbitmap, rate limiter,"
+	echo "          block layer with barrier queue, thread pool and Linux AIO"
 	echo "  contrib/bench/engine-micro (run it to measure the engine core)"
 	echo "The vdiskfs daemon and the demo image directory come with the FUSE"
 	echo "front end; 'contrib/quickstart.sh check' runs every test pass."
