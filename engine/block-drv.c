@@ -62,7 +62,6 @@ static bool blk_is_aligned(const struct blk_image *img, uint64_t off,
 	return true;
 }
 
-
 int coroutine_fn blk_drv_io(struct blk_image *img, enum blk_op op,
 				   uint64_t off, uint64_t bytes,
 				   const struct iovec *iov, int iovcnt)
@@ -77,7 +76,6 @@ static int coroutine_fn blk_drv_buf(struct blk_image *img, enum blk_op op,
 
 	return blk_drv_io(img, op, off, bytes, &v, 1);
 }
-
 
 /* ---- the thread-pool work items ------------------------------------ */
 
@@ -258,7 +256,6 @@ const struct blk_driver blk_drv_native = {
 	.co_io = blk_native_co_io,
 };
 
-
 /* ---- bounce buffers for O_DIRECT ----------------------------------- */
 
 struct blk_rw {
@@ -367,7 +364,6 @@ ssize_t coroutine_fn blk_co_drv_rw(struct blk_image *img, enum blk_op op,
 					      blk_co_bounce_write(r);
 	return blk_drv_io(img, r->op, r->offset, r->bytes, r->iov, r->iovcnt);
 }
-
 
 int coroutine_fn blk_co_drv_block_status(struct blk_image *img, uint64_t off,
 					 uint64_t bytes, uint64_t *pnum,

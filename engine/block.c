@@ -82,8 +82,6 @@ struct blk_req {
 	bool started, cancelled, waiting;
 };
 
-
-
 static ssize_t coroutine_fn blk_co_request(struct blk_req *r);
 
 /* ---- helpers ------------------------------------------------------- */
@@ -260,8 +258,7 @@ static void blk_account(struct blk_req *r, ssize_t ret, uint64_t t0)
 	st->latency[r->op][blk_lat_bucket(loop_now_ns() - t0)]++;
 	if (ret < 0)
 		st->errors++;
-	if ((r->op == BLK_OP_WRITE && (r->flags & BLK_REQ_FUA)) ||
-	    r->op == BLK_OP_FLUSH)
+	if (r->qr.barrier)
 		st->barriers++;
 }
 
@@ -318,10 +315,18 @@ static ssize_t coroutine_fn blk_co_request(struct blk_req *r)
 	assert(in_coroutine());
 	assert(loop_get_current() == img->ctx);
 
+	/* FUA writes, flushes and truncates are barriers.  Decided once:
+	 * the queue and the statistics both read r->qr.barrier. */
+	blk_queue_req_init(&r->qr, r->op == BLK_OP_FLUSH ||
+			   r->op == BLK_OP_TRUNCATE ||
+			   (r->op == BLK_OP_WRITE && (r->flags & BLK_REQ_FUA)));
+
 	/* 1. Drain gate. */
-	while (img->drain_count > 0 && !(r->flags & BLK_REQ_INTERNAL)) {
+	if (img->drain_count > 0 && !(r->flags & BLK_REQ_INTERNAL)) {
 		img->stats.postponed++;
-		co_queue_wait(&img->drain_gate);
+		do {
+			co_queue_wait(&img->drain_gate);
+		} while (img->drain_count > 0);
 	}
 	t0 = loop_now_ns();
 	img->in_flight++;
@@ -340,9 +345,6 @@ static ssize_t coroutine_fn blk_co_request(struct blk_req *r)
 		goto out_untrack;
 
 	/* 4. Barrier queue. */
-	blk_queue_req_init(&r->qr, r->op == BLK_OP_FLUSH ||
-			   r->op == BLK_OP_TRUNCATE ||
-			   (r->op == BLK_OP_WRITE && (r->flags & BLK_REQ_FUA)));
 	r->co = co_self();
 	r->started = r->cancelled = r->waiting = false;
 	blk_queue_submit(&img->queue, &r->qr);

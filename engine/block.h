@@ -92,9 +92,9 @@ struct blk_stats {
 	uint64_t bytes[BLK_OP_NR];     /* bytes asked per op */
 	uint64_t reads, writes, flushes, discards, write_zeroes; /* = ops[] */
 	uint64_t read_bytes, write_bytes;
-	uint64_t barriers;             /* FUA writes and flushes */
+	uint64_t barriers;             /* FUA writes, flushes, truncates */
 	uint64_t errors;               /* requests that returned -errno */
-	uint64_t postponed;            /* waits at the drain gate */
+	uint64_t postponed;            /* requests held at the drain gate */
 	uint64_t serialised;           /* read-modify-write writes */
 	uint64_t bounced;              /* requests through a bounce buffer */
 	unsigned in_flight;            /* now */
