@@ -17,8 +17,10 @@
  */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -201,6 +203,75 @@ static int coroutine_fn blk_co_work(struct blk_image *img,
 	ret = tpool_co_submit(img->pool, blk_work_fn, w);
 	free(w->iov);
 	return ret;
+}
+
+/* ---- one Linux AIO context per event loop -------------------------- */
+
+/*
+ * Images of one context share its laio, so their requests are batched
+ * into the same io_submit and complete through one eventfd.  The list is
+ * global and short (one entry per iothread in use).
+ */
+struct blk_laio_ref {
+	struct loop *ctx;
+	struct laio *laio;
+	unsigned refs;
+	LIST_ENTRY(blk_laio_ref) link;
+};
+
+static pthread_mutex_t blk_laio_lock = PTHREAD_MUTEX_INITIALIZER;
+static LIST_HEAD(, blk_laio_ref) blk_laio_refs =
+	LIST_HEAD_INITIALIZER(blk_laio_refs);
+
+int blk_laio_get(struct loop *ctx, struct laio **out)
+{
+	struct blk_laio_ref *ref;
+	int ret = 0;
+
+	pthread_mutex_lock(&blk_laio_lock);
+	LIST_FOREACH(ref, &blk_laio_refs, link) {
+		if (ref->ctx == ctx)
+			break;
+	}
+	if (!ref) {
+		ref = calloc(1, sizeof(*ref));
+		if (!ref) {
+			ret = -ENOMEM;
+			goto out_unlock;
+		}
+		ret = laio_new(ctx, 0, &ref->laio);
+		if (ret < 0) {
+			free(ref);
+			goto out_unlock;
+		}
+		ref->ctx = ctx;
+		LIST_INSERT_HEAD(&blk_laio_refs, ref, link);
+	}
+	ref->refs++;
+	*out = ref->laio;
+out_unlock:
+	pthread_mutex_unlock(&blk_laio_lock);
+	return ret;
+}
+
+void blk_laio_put(struct laio *laio)
+{
+	struct blk_laio_ref *ref;
+
+	if (!laio)
+		return;
+	pthread_mutex_lock(&blk_laio_lock);
+	LIST_FOREACH(ref, &blk_laio_refs, link) {
+		if (ref->laio == laio)
+			break;
+	}
+	assert(ref && ref->refs > 0);
+	if (--ref->refs == 0) {
+		LIST_REMOVE(ref, link);
+		laio_free(ref->laio);
+		free(ref);
+	}
+	pthread_mutex_unlock(&blk_laio_lock);
 }
 
 /* ---- the built-in drivers ------------------------------------------ */

@@ -27,7 +27,7 @@ struct blk_image {
 	const struct blk_driver *drv;
 	void *drv_opaque;
 	int fd;                         /* -1 for blk_open_driver */
-	struct laio *laio;              /* aio=native only */
+	struct laio *laio;              /* aio=native only; ctx's shared one */
 	bool read_only;
 	bool discard;
 	bool fdsync_fallback;           /* laio FDSYNC said -EINVAL once */
@@ -70,6 +70,13 @@ int coroutine_fn blk_co_drv_block_status(struct blk_image *img, uint64_t off,
 
 /* ftruncate in a worker; -EOPNOTSUPP for an image without fd. */
 int coroutine_fn blk_co_drv_truncate(struct blk_image *img, uint64_t size);
+
+/*
+ * The Linux AIO context of ctx, shared by all its images: created on the
+ * first get, freed on the last put.  Call both from ctx's thread.
+ */
+int blk_laio_get(struct loop *ctx, struct laio **out);
+void blk_laio_put(struct laio *laio);
 
 /* Set img->req_align/mem_align from statx STATX_DIOALIGN (else 4096). */
 void blk_probe_align(struct blk_image *img);

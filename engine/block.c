@@ -50,6 +50,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -517,12 +518,82 @@ static void coroutine_fn blk_sync_flush_entry(void *opaque)
 	s->done = true;
 }
 
+/*
+ * A drain asked for by another thread (an ioctl handler, a FUSE worker):
+ * a coroutine in the image's context does the work while the caller's
+ * thread waits on a condition variable.
+ */
+struct blk_drain_call {
+	struct blk_image *img;
+	bool begin;
+	struct loop_bh bh;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;                      /* protected by lock */
+};
+
+static void coroutine_fn blk_drain_call_co(void *opaque)
+{
+	struct blk_drain_call *c = opaque;
+
+	if (c->begin)
+		blk_co_drained_begin(c->img);
+	else
+		blk_co_drained_end(c->img);
+	pthread_mutex_lock(&c->lock);
+	c->done = true;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void blk_drain_call_bh(void *opaque)
+{
+	struct blk_drain_call *c = opaque;
+	struct coroutine *co;
+
+	/* Without a coroutine, run the plain version here: it only polls
+	 * this context, which is the thread we are in. */
+	co = co_create(blk_drain_call_co, c);
+	if (co) {
+		co_enter(co);
+		return;
+	}
+	if (c->begin)
+		blk_drained_begin(c->img);
+	else
+		blk_drained_end(c->img);
+	pthread_mutex_lock(&c->lock);
+	c->done = true;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void blk_drain_call(struct blk_image *img, bool begin)
+{
+	struct blk_drain_call c = { .img = img, .begin = begin };
+
+	pthread_mutex_init(&c.lock, NULL);
+	pthread_cond_init(&c.cond, NULL);
+	loop_bh_init(&c.bh, img->ctx, blk_drain_call_bh, &c);
+	loop_bh_schedule(&c.bh);
+	pthread_mutex_lock(&c.lock);
+	while (!c.done)
+		pthread_cond_wait(&c.cond, &c.lock);
+	pthread_mutex_unlock(&c.lock);
+	pthread_cond_destroy(&c.cond);
+	pthread_mutex_destroy(&c.lock);
+}
+
 void blk_drained_begin(struct blk_image *img)
 {
 	struct blk_sync_flush s = { .img = img };
 	struct coroutine *co;
 
 	assert(!in_coroutine());
+	if (loop_get_current() != img->ctx) {
+		blk_drain_call(img, true);
+		return;
+	}
 	blk_drain_inc(img);
 	LOOP_WAIT_WHILE(img->ctx, img->in_flight > 0);
 	co = co_create(blk_sync_flush_entry, &s);
@@ -535,6 +606,10 @@ void blk_drained_begin(struct blk_image *img)
 void blk_drained_end(struct blk_image *img)
 {
 	assert(!in_coroutine());
+	if (loop_get_current() != img->ctx) {
+		blk_drain_call(img, false);
+		return;
+	}
 	blk_drain_dec(img);
 }
 
@@ -657,7 +732,7 @@ static int blk_image_new(const char *name, struct loop *ctx,
 
 static void blk_image_free(struct blk_image *img)
 {
-	laio_free(img->laio);
+	blk_laio_put(img->laio);
 	if (img->fd >= 0)
 		close(img->fd);
 	free(img->name);
@@ -712,7 +787,7 @@ int blk_open(const struct blk_open_opts *o, struct loop *ctx,
 	if (o->cache == BLK_CACHE_NONE)
 		blk_probe_align(img);
 	if (o->aio == BLK_AIO_NATIVE) {
-		ret = laio_new(ctx, 0, &img->laio);
+		ret = blk_laio_get(ctx, &img->laio);
 		if (ret < 0)
 			goto out_free;
 		img->drv = &blk_drv_native;

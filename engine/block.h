@@ -178,8 +178,11 @@ void coroutine_fn blk_co_wait_overlapping(struct blk_image *img,
 
 /*
  * Drain: stop new requests (they wait, in order), wait for those in
- * flight, flush.  Nestable.  The plain versions: context thread, outside
- * a coroutine; the _co versions: a coroutine of the context.
+ * flight, flush.  Nestable.  The plain versions: outside a coroutine, in
+ * the context's thread (which polls the context meanwhile) or in any other
+ * thread (which hands the work to the context and blocks until it is
+ * done; never from a thread the context waits on).  The _co versions: a
+ * coroutine of the context.
  */
 void blk_drained_begin(struct blk_image *img);
 void blk_drained_end(struct blk_image *img);

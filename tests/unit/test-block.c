@@ -20,17 +20,21 @@
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <pthread.h>
 #include <sys/uio.h>
 #include <cmocka.h>
 
 #include "block.h"
+#include "block-internal.h"
 #include "coroutine.h"
+#include "laio.h"
 #include "loop.h"
 #include "tpool.h"
 #include "test-util.h"
@@ -871,6 +875,170 @@ static void test_aio_submit(void **state)
 	blk_close(a.img);
 }
 
+/* ---- native driver internals ---------------------------------------- */
+
+/*
+ * The kernel may refuse IOCB_CMD_FDSYNC with EINVAL: the flush must then
+ * go to the thread pool, and keep going there.
+ */
+static void test_native_fdsync_fallback(void **state)
+{
+	struct fixture *f = *state;
+	static unsigned char model[64 * KiB];
+	struct tpool_stats before, after;
+	struct laio_stats lst1, lst2;
+	struct blk_image *img;
+
+	make_file(f, model, sizeof(model));
+	img = open_file(f, BLK_AIO_NATIVE, false);
+	assert_non_null(img->laio);
+
+	/* A working FDSYNC goes through Linux AIO, not the pool. */
+	tpool_get_stats(f->pool, &before);
+	assert_int_equal(run(f, img, BLK_OP_FLUSH, 0, NULL, 0, 0), 0);
+	tpool_get_stats(f->pool, &after);
+	assert_int_equal(after.completed, before.completed);
+	assert_false(img->fdsync_fallback);
+
+	/* Refused: the same flush succeeds through a worker. */
+	laio_set_fault(img->laio, LAIO_FDSYNC, EINVAL);
+	assert_int_equal(run(f, img, BLK_OP_FLUSH, 0, NULL, 0, 0), 0);
+	tpool_get_stats(f->pool, &after);
+	assert_int_equal(after.completed, before.completed + 1);
+	assert_true(img->fdsync_fallback);
+
+	/* Remembered: later flushes skip Linux AIO altogether. */
+	laio_set_fault(img->laio, LAIO_FDSYNC, 0);
+	laio_get_stats(img->laio, &lst1);
+	assert_int_equal(run(f, img, BLK_OP_FLUSH, 0, NULL, 0, BLK_REQ_FUA),
+			 0);
+	laio_get_stats(img->laio, &lst2);
+	assert_int_equal(lst2.submitted, lst1.submitted);
+	tpool_get_stats(f->pool, &after);
+	assert_int_equal(after.completed, before.completed + 2);
+	blk_close(img);
+}
+
+/* Images of one context share its Linux AIO context. */
+static void test_native_laio_shared_per_context(void **state)
+{
+	struct fixture *f = *state;
+	static unsigned char model[64 * KiB];
+	static unsigned char buf[4096] __attribute__((aligned(4096)));
+	struct blk_image *a, *b;
+
+	memset(model, 0x5a, sizeof(model));
+	make_file(f, model, sizeof(model));
+	a = open_file(f, BLK_AIO_NATIVE, false);
+	b = open_file(f, BLK_AIO_NATIVE, false);
+	assert_ptr_equal(a->laio, b->laio);
+
+	/* Closing one leaves the other working on the shared context. */
+	memset(buf, 0xa5, 4096);
+	assert_int_equal(run(f, a, BLK_OP_WRITE, 8192, buf, 4096, 0), 4096);
+	blk_close(a);
+	memset(buf, 0, 4096);
+	assert_int_equal(run(f, b, BLK_OP_READ, 8192, buf, 4096, 0), 4096);
+	for (int i = 0; i < 4096; i++)
+		assert_int_equal(buf[i], 0xa5);
+	blk_close(b);
+}
+
+/* ---- drain from another thread ---------------------------------------- */
+
+struct remote_drain {
+	struct blk_image *img;
+	atomic_bool began;
+	atomic_bool go_end;
+	atomic_bool ended;
+};
+
+static void *remote_drain_thread(void *opaque)
+{
+	struct remote_drain *r = opaque;
+
+	/* This thread has no context: both calls hand over to the image's
+	 * context and block until it has done them. */
+	blk_drained_begin(r->img);
+	atomic_store(&r->began, true);
+	while (!atomic_load(&r->go_end))
+		sched_yield();
+	blk_drained_end(r->img);
+	atomic_store(&r->ended, true);
+	return NULL;
+}
+
+/* Poll ctx until *flag is set or the limit passes. */
+static bool wait_atomic(struct loop *ctx, atomic_bool *flag)
+{
+	unsigned long long end = test_now_ns() + TEST_WAIT_LIMIT_NS;
+
+	while (!atomic_load(flag) && test_now_ns() < end) {
+		if (!loop_poll(ctx, false))
+			usleep(20);
+	}
+	return atomic_load(flag);
+}
+
+static void test_drain_from_other_thread(void **state)
+{
+	struct fixture *f = *state;
+	struct fake fk = { .block = true };
+	struct remote_drain r = { .began = false };
+	struct blk_drain_notifier n = { .begin = note_begin, .end = note_end };
+	struct notes notes = { 0, 0 };
+	unsigned char buf[512];
+	struct job w, rd;
+	struct blk_stats st;
+	struct fake_rec rec[8];
+	pthread_t th;
+
+	r.img = open_fake(f, &fk);
+	n.opaque = &notes;
+	blk_add_drain_notifier(r.img, &n);
+
+	/* A write is held in the driver when the other thread drains. */
+	w = (struct job){ .img = r.img, .op = BLK_OP_WRITE, .offset = 0,
+			  .buf = buf, .bytes = 512 };
+	job_start(&w);
+	assert_int_equal(fk.nheld, 1);
+	assert_int_equal(pthread_create(&th, NULL, remote_drain_thread, &r), 0);
+
+	/* The drain began in this context (the notifier ran), but it cannot
+	 * return while the write is in flight. */
+	while (notes.begins == 0)
+		loop_poll(f->ctx, true);
+	assert_int_equal(notes.begins, 1);
+	assert_false(atomic_load(&r.began));
+
+	/* A read that arrives now is postponed. */
+	rd = (struct job){ .img = r.img, .op = BLK_OP_READ, .offset = 512,
+			   .buf = buf, .bytes = 512 };
+	job_start(&rd);
+	blk_get_stats(r.img, &st);
+	assert_int_equal(st.postponed, 1);
+
+	/* The write completes: the drain flushes and the thread returns. */
+	fake_release(&fk);
+	assert_true(w.done);
+	assert_true(wait_atomic(f->ctx, &r.began));
+	assert_false(rd.done);
+
+	/* The other thread ends it; the read runs. */
+	fk.block = false;
+	atomic_store(&r.go_end, true);
+	assert_true(wait_atomic(f->ctx, &r.ended));
+	assert_true(wait_flag(f->ctx, &rd.done));
+	assert_int_equal(rd.ret, 512);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(notes.ends, 1);
+
+	assert_int_equal(fake_rw(&fk, rec), 2);
+	assert_int_equal(rec[0].op, BLK_OP_WRITE);
+	assert_int_equal(rec[1].op, BLK_OP_READ);
+	blk_close(r.img);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -898,6 +1066,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_notifier,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_co_drain,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_native_fdsync_fallback,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_native_laio_shared_per_context,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_drain_from_other_thread,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_aio_submit,
 						setup, teardown),
