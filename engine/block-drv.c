@@ -176,6 +176,9 @@ static int blk_work_fn(void *arg)
 		       FALLOC_FL_ZERO_RANGE;
 		return fallocate(w->fd, mode, (off_t)w->offset,
 				 (off_t)w->bytes) < 0 ? -errno : 0;
+	case BLK_OP_ALLOCATE:
+		return fallocate(w->fd, 0, (off_t)w->offset,
+				 (off_t)w->bytes) < 0 ? -errno : 0;
 	case BLK_OP_TRUNCATE:
 		return ftruncate(w->fd, (off_t)w->offset) < 0 ? -errno : 0;
 	case BLK_OP_BLOCK_STATUS:

@@ -30,6 +30,7 @@ struct blk_image {
 	struct laio *laio;              /* aio=native only; ctx's shared one */
 	bool read_only;
 	bool discard;
+	enum blk_cache cache;
 	bool fdsync_fallback;           /* laio FDSYNC said -EINVAL once */
 	uint32_t req_align, mem_align;  /* O_DIRECT rules, 1 otherwise */
 	/* The fields below belong to ctx's thread. */

@@ -105,7 +105,8 @@ static uint64_t blk_iov_size(const struct iovec *iov, int iovcnt)
 static bool blk_is_write_op(enum blk_op op)
 {
 	return op == BLK_OP_WRITE || op == BLK_OP_DISCARD ||
-	       op == BLK_OP_WRITE_ZEROES || op == BLK_OP_TRUNCATE;
+	       op == BLK_OP_WRITE_ZEROES || op == BLK_OP_TRUNCATE ||
+	       op == BLK_OP_ALLOCATE;
 }
 
 /* ---- tracking ------------------------------------------------------ */
@@ -229,6 +230,7 @@ static ssize_t coroutine_fn blk_co_dispatch(struct blk_req *r)
 	case BLK_OP_DISCARD:
 		return blk_drv_io(img, r->op, r->offset, r->bytes, NULL, 0);
 	case BLK_OP_WRITE_ZEROES:
+	case BLK_OP_ALLOCATE:
 		ret = blk_drv_io(img, r->op, r->offset, r->bytes, NULL, 0);
 		if (ret == 0)
 			img->size = VDISK_MAX(img->size, r->offset + r->bytes);
@@ -473,6 +475,12 @@ int coroutine_fn blk_co_truncate(struct blk_image *img, uint64_t size)
 	return blk_co_simple(img, BLK_OP_TRUNCATE, size, 0, 0);
 }
 
+int coroutine_fn blk_co_allocate(struct blk_image *img, uint64_t offset,
+				 uint64_t bytes)
+{
+	return blk_co_simple(img, BLK_OP_ALLOCATE, offset, bytes, 0);
+}
+
 /* ---- drain --------------------------------------------------------- */
 
 static void blk_drain_inc(struct blk_image *img)
@@ -677,6 +685,9 @@ static void coroutine_fn blk_aio_co(void *opaque)
 	case BLK_OP_TRUNCATE:
 		ret = blk_co_truncate(img, r->offset);
 		break;
+	case BLK_OP_ALLOCATE:
+		ret = blk_co_allocate(img, r->offset, r->bytes);
+		break;
 	default:
 		ret = -EINVAL;
 		break;
@@ -772,6 +783,7 @@ int blk_open(const struct blk_open_opts *o, struct loop *ctx,
 	img->pool = pool;
 	img->read_only = o->read_only;
 	img->discard = o->discard;
+	img->cache = o->cache;
 	img->drv = &blk_drv_threads;
 	img->drv_opaque = img;
 	img->fd = open(o->path, flags);
@@ -825,4 +837,18 @@ void blk_get_stats(struct blk_image *img, struct blk_stats *st)
 	st->read_bytes = st->bytes[BLK_OP_READ];
 	st->write_bytes = st->bytes[BLK_OP_WRITE];
 	st->in_flight = img->in_flight;
+}
+
+void blk_reset_stats(struct blk_image *img)
+{
+	memset(&img->stats, 0, sizeof(img->stats));
+}
+
+void blk_get_info(struct blk_image *img, struct blk_info *info)
+{
+	info->driver = img->drv->name;
+	info->cache = img->cache;
+	info->read_only = img->read_only;
+	info->size = img->size;
+	info->drain_depth = img->drain_count;
 }

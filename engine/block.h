@@ -53,6 +53,7 @@ enum blk_op {
 	BLK_OP_FLUSH,
 	BLK_OP_DISCARD,
 	BLK_OP_WRITE_ZEROES,
+	BLK_OP_ALLOCATE,       /* fallocate mode 0: reserve, may grow */
 	BLK_OP_BLOCK_STATUS,   /* never given to a driver */
 	BLK_OP_TRUNCATE,       /* never given to a driver */
 	BLK_OP_NR,
@@ -145,6 +146,19 @@ void blk_close(struct blk_image *img);
 uint64_t blk_get_size(struct blk_image *img);
 void blk_get_stats(struct blk_image *img, struct blk_stats *st);
 
+/* Zero the statistics (in_flight is a state, not a statistic: kept). */
+void blk_reset_stats(struct blk_image *img);
+
+/* What an image is; strings are static.  Context thread. */
+struct blk_info {
+	const char *driver;            /* "threads", "native" or the fake's */
+	enum blk_cache cache;
+	bool read_only;
+	uint64_t size;
+	unsigned drain_depth;
+};
+void blk_get_info(struct blk_image *img, struct blk_info *info);
+
 /*
  * The coroutine API.  Reads return the bytes read (0 at or after end of
  * file), writes the bytes written, the rest 0; or -errno: -EROFS for a
@@ -171,6 +185,9 @@ int coroutine_fn blk_co_block_status(struct blk_image *img, uint64_t offset,
 				     uint64_t bytes, uint64_t *pnum,
 				     bool *is_data);
 int coroutine_fn blk_co_truncate(struct blk_image *img, uint64_t size);
+/* Reserve [offset, offset + bytes) (fallocate mode 0); grows the file. */
+int coroutine_fn blk_co_allocate(struct blk_image *img, uint64_t offset,
+				 uint64_t bytes);
 
 /* Wait until no in-flight request overlaps [offset, offset + bytes). */
 void coroutine_fn blk_co_wait_overlapping(struct blk_image *img,

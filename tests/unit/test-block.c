@@ -28,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <cmocka.h>
 
@@ -127,6 +128,9 @@ static void coroutine_fn job_entry(void *opaque)
 		break;
 	case BLK_OP_TRUNCATE:
 		j->ret = blk_co_truncate(j->img, j->offset);
+		break;
+	case BLK_OP_ALLOCATE:
+		j->ret = blk_co_allocate(j->img, j->offset, j->bytes);
 		break;
 	default:
 		j->ret = -EINVAL;
@@ -1039,6 +1043,51 @@ static void test_drain_from_other_thread(void **state)
 	blk_close(r.img);
 }
 
+/* Allocation grows the file; info and statistics reset. */
+static void test_allocate_info_reset(void **state)
+{
+	struct fixture *f = *state;
+	static unsigned char model[64 * KiB];
+	struct blk_info info;
+	struct blk_stats st;
+	struct blk_image *img, *ro;
+	struct stat sb;
+
+	make_file(f, model, sizeof(model));
+	img = open_file(f, BLK_AIO_THREADS, false);
+	blk_get_info(img, &info);
+	assert_string_equal(info.driver, "threads");
+	assert_int_equal(info.cache, BLK_CACHE_NONE);
+	assert_false(info.read_only);
+	assert_int_equal(info.size, 64 * KiB);
+	assert_int_equal(info.drain_depth, 0);
+
+	/* Allocation past the end grows the file and the cached size;
+	 * inside it changes nothing that a read sees. */
+	assert_int_equal(run(f, img, BLK_OP_ALLOCATE, 60 * KiB, NULL,
+			     68 * KiB, 0), 0);
+	assert_int_equal(blk_get_size(img), 128 * KiB);
+	assert_int_equal(fstat(f->fd, &sb), 0);
+	assert_int_equal(sb.st_size, 128 * KiB);
+
+	blk_get_stats(img, &st);
+	assert_int_equal(st.ops[BLK_OP_ALLOCATE], 1);
+	blk_reset_stats(img);
+	blk_get_stats(img, &st);
+	assert_int_equal(st.ops[BLK_OP_ALLOCATE], 0);
+	assert_int_equal(st.max_in_flight, 0);
+	blk_close(img);
+
+	/* A read-only image refuses it. */
+	ro = open_file(f, BLK_AIO_NATIVE, true);
+	blk_get_info(ro, &info);
+	assert_string_equal(info.driver, "native");
+	assert_true(info.read_only);
+	assert_int_equal(run(f, ro, BLK_OP_ALLOCATE, 0, NULL, 4096, 0),
+			 -EROFS);
+	blk_close(ro);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1066,6 +1115,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_notifier,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_co_drain,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_allocate_info_reset,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_native_fdsync_fallback,
 						setup, teardown),
