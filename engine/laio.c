@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The Linux AIO backend: reads, writes and fdatasyncs given to the kernel
- * with io_submit from a coroutine of an AioContext, batched per loop
- * iteration, and reaped from an eventfd that the context watches.
+ * with io_submit from a coroutine of an AioContext, at once or batched by
+ * laio_plug/laio_unplug, and reaped from an eventfd that the context
+ * watches.
  *
  * Design notes
  *
@@ -15,14 +16,15 @@
  * wakes the coroutine, which reads the result from its own request and,
  * for a short transfer, queues a continuation of the same request.
  *
- * Batching.  The first request queued into an empty, unplugged queue
- * schedules the submission bottom half.  The BH runs once the callbacks
- * of the current loop_poll pass are done (fd handlers and the BHs
- * scheduled before it; a request queued from a BH goes out in the next
- * pass), so every request queued meanwhile (by coroutines woken from a
- * completion, a FUSE handler, a vring kick) leaves in one io_submit.
- * laio_plug raises a counter that stops the BH and the completion handler
- * from submitting; laio_unplug at zero submits the queue at once.
+ * Batching.  An unplugged request goes to the kernel at once, in its own
+ * io_submit.  Batching everything queued during one loop iteration was
+ * measured slower here (engine-bench, docs/BENCHMARKS.md): the coroutines
+ * woken by one completion pass resubmit together, so the device queue
+ * runs full, empty, full again (fio --iodepth_batch_submit=16 loses the
+ * same 15%).  A caller that knows a batch is coming (the vring dataplane
+ * draining its ring) brackets it with laio_plug/laio_unplug: while
+ * plugged nothing is submitted, and the last unplug submits the whole
+ * queue in one call.
  *
  * Flow control.  At most max_events iocbs are in the kernel at once, which
  * io_setup guarantees it can hold, so the completion ring never overflows
@@ -246,9 +248,8 @@ static void laio_completion_cb(void *opaque)
 	}
 	laio_reap(l, &wake);
 
-	/* Slots were freed: requests that waited for them, and those the
-	 * woken coroutines are about to queue, leave together from the BH,
-	 * which runs after this handler in the same loop_poll pass. */
+	/* Slots were freed: requests that waited for them leave from the
+	 * BH (or earlier, with the next request a woken coroutine submits). */
 	if (!TAILQ_EMPTY(&l->pending) && !l->plugged)
 		loop_bh_schedule(&l->submit_bh);
 	laio_wake_list(&wake);
@@ -326,14 +327,23 @@ static void laio_submit_bh(void *opaque)
 
 static void laio_enqueue(struct laio *l, struct laio_req *req)
 {
-	bool was_empty = TAILQ_EMPTY(&l->pending);
+	struct laio_req_list wake = TAILQ_HEAD_INITIALIZER(wake);
+	struct laio_req *w;
 
 	TAILQ_INSERT_TAIL(&l->pending, req, link);
 	l->npending++;
-	/* A non-empty queue already has its BH scheduled, waits for a
-	 * completion, or is plugged. */
-	if (was_empty && !l->plugged)
-		loop_bh_schedule(&l->submit_bh);
+	if (l->plugged)
+		return;   /* laio_unplug submits */
+	/* Unplugged: to the kernel now, behind whatever waited for a slot
+	 * (see "Batching" for why not later). */
+	laio_submit_pending(l, &wake);
+	/* If req itself failed in io_submit, its coroutine is the one
+	 * running here and finds it completed without yielding. */
+	while ((w = TAILQ_FIRST(&wake))) {
+		TAILQ_REMOVE(&wake, w, link);
+		if (w != req)
+			co_wake(w->co);
+	}
 }
 
 void laio_plug(struct laio *l)

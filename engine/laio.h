@@ -9,9 +9,9 @@
  * the thread-pool fallback (for files or operations Linux AIO cannot do)
  * all live in the block layer above.
  *
- * Requests queued while the event loop runs one iteration are submitted
- * together by one io_submit from a bottom half; laio_plug/laio_unplug let a
- * caller that drains a whole queue (the vring dataplane) widen that batch.
+ * A request is submitted at once, unless the backend is plugged:
+ * laio_plug/laio_unplug let a caller that drains a whole queue (the vring
+ * dataplane) submit everything it queued with one io_submit.
  * Completions arrive on an eventfd watched by the context.
  *
  * Threading:
@@ -48,7 +48,7 @@ enum laio_op {
 /* A snapshot of the backend's counters (laio_get_stats). */
 struct laio_stats {
 	uint64_t submitted;     /* iocbs accepted by io_submit */
-	uint64_t submit_calls;  /* io_submit calls; < submitted when batching */
+	uint64_t submit_calls;  /* io_submit calls; < submitted when plugged */
 	uint64_t eagain;        /* io_submit calls that returned -EAGAIN;
 				 * the rest waited for a completion */
 	uint64_t queue_full;    /* submission passes that stopped because

@@ -353,7 +353,7 @@ int tpool_submit(struct tpool *pool, struct loop *ctx, tpool_work_fn *work,
 		 struct tpool_req **reqp)
 {
 	struct tpool_req *req;
-	bool spawned = false;
+	bool spawned = false, wake;
 	int ret = 0;
 
 	assert(ctx && ctx == loop_get_current());
@@ -388,9 +388,16 @@ int tpool_submit(struct tpool *pool, struct loop *ctx, tpool_work_fn *work,
 	}
 	pool->submitted++;
 	/* A new worker looks at the queue before it ever waits. */
-	if (!spawned && pool->nr_idle > 0)
-		pthread_cond_signal(&pool->work_cond);
+	wake = !spawned && pool->nr_idle > 0;
 	pthread_mutex_unlock(&pool->lock);
+	/*
+	 * Signal after the unlock: a woken worker would otherwise run
+	 * straight into the lock we still hold (engine-bench counted the
+	 * futex calls).  No wake-up is lost: the request is queued under
+	 * the lock, and a worker tests the queue under it before waiting.
+	 */
+	if (wake)
+		pthread_cond_signal(&pool->work_cond);
 
 	/* done runs only from ctx's loop_poll, so req is still valid. */
 	if (reqp)

@@ -462,7 +462,7 @@ static void batch_check(struct batch *b)
 	free(b->buf);
 }
 
-static void test_one_iteration_shares_one_io_submit(void **state)
+static void test_unplugged_requests_go_out_at_once(void **state)
 {
 	struct fixture *f = *state;
 	struct batch b;
@@ -471,20 +471,18 @@ static void test_one_iteration_shares_one_io_submit(void **state)
 	write_pattern(f->fd_buffered, BATCH * 4096);
 	batch_init(&b, f, f->l);
 
-	/* Every coroutine queues its iocb and yields; none is given to the
-	 * kernel before the loop runs the submission BH. */
+	/* Unplugged, each coroutine's iocb reaches the kernel before it
+	 * yields: one io_submit each, nothing left queued. */
 	for (int i = 0; i < BATCH; i++)
 		io_job_start(&b.job[i]);
 	st = get_stats(f->l);
-	assert_int_equal(st.pending, BATCH);
-	assert_int_equal(st.submitted, 0);
-	assert_int_equal(st.submit_calls, 0);
+	assert_int_equal(st.pending, 0);
+	assert_int_equal(st.submitted, BATCH);
+	assert_int_equal(st.submit_calls, BATCH);
 
-	/* The BH submits all 32 in one call. */
 	assert_true(poll_count(f->ctx, &b.ndone, BATCH));
 	st = get_stats(f->l);
-	assert_int_equal(st.submitted, BATCH);
-	assert_int_equal(st.submit_calls, 1);
+	assert_int_equal(st.submit_calls, BATCH);
 	assert_int_equal(st.in_flight, 0);
 	assert_int_equal(st.pending, 0);
 	batch_check(&b);
@@ -499,13 +497,11 @@ static void test_plug_holds_submissions_until_unplug(void **state)
 	write_pattern(f->fd_buffered, BATCH * 4096);
 	batch_init(&b, f, f->l);
 
-	/* The first request schedules the submission BH; the plug that
-	 * follows before the loop runs must hold it all the same.  Nested
-	 * plugs: only the outermost unplug submits. */
-	io_job_start(&b.job[0]);
+	/* Nested plugs hold every request queued under them, whatever the
+	 * loop does meanwhile; only the outermost unplug submits. */
 	laio_plug(f->l);
 	laio_plug(f->l);
-	for (int i = 1; i < BATCH; i++)
+	for (int i = 0; i < BATCH; i++)
 		io_job_start(&b.job[i]);
 	for (int i = 0; i < 10; i++)
 		loop_poll(f->ctx, false);
@@ -629,11 +625,10 @@ static void test_short_read_continues_into_later_iovecs(void **state)
 	memcpy(saved, iov, sizeof(iov));
 	write_pattern(f->fd_buffered, 10000);
 
-	/* Submit the 16 KiB read, then plug: the kernel returns 10000
-	 * bytes, the coroutine queues a continuation at 10000 (1808 bytes
-	 * into c) and the plug holds it. */
+	/* The 16 KiB read goes out at once; plug before the loop reaps it:
+	 * the kernel returns 10000 bytes, the coroutine queues a
+	 * continuation at 10000 (1808 bytes into c) and the plug holds it. */
 	io_job_start(&j);
-	loop_poll(f->ctx, false);          /* the BH submits */
 	st = get_stats(f->l);
 	assert_int_equal(st.submitted, 1);
 	laio_plug(f->l);
@@ -780,8 +775,8 @@ static void test_bad_request_fails_alone_in_its_batch(void **state)
 	}
 	j[1].fd = -1;
 
-	/* One batch: io_submit takes the first, stops at the bad fd; the
-	 * next call reports EBADF for it alone; the third goes in after. */
+	/* Each goes in its own io_submit; the bad fd fails there alone,
+	 * and the others are not held up by it. */
 	for (int i = 0; i < 3; i++)
 		io_job_start(&j[i]);
 	assert_true(poll_count(f->ctx, &ndone, 3));
@@ -987,7 +982,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_random_direct_io_matches_model, setup, teardown),
 		cmocka_unit_test_setup_teardown(
-			test_one_iteration_shares_one_io_submit, setup,
+			test_unplugged_requests_go_out_at_once, setup,
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_plug_holds_submissions_until_unplug, setup,
