@@ -3,8 +3,11 @@
 #
 # Quick start on a fresh Debian 12 machine, as root:
 #
-#   contrib/quickstart.sh          install what is missing, build, run the
-#                                  main job
+#   contrib/quickstart.sh          install what is missing, build, and mount
+#                                  the demo image directory demo/images at
+#                                  demo/mnt in the foreground (Ctrl-C stops)
+#   contrib/quickstart.sh IMAGE_DIR MOUNTPOINT
+#                                  the same with your own directories
 #   contrib/quickstart.sh check    install what is missing, then every test
 #                                  pass: the -Werror build's make check, the
 #                                  ASan/UBSan build's make check, and the
@@ -17,20 +20,36 @@ set -euo pipefail
 
 usage() {
 	cat <<USAGE
-Usage: contrib/quickstart.sh [run|check|--help]
+Usage: contrib/quickstart.sh [run | IMAGE_DIR MOUNTPOINT | check | --help]
 
   run     (default) install the Debian packages that are missing, build
-          vdiskfs and run it on a demo image directory
+          vdiskfs and mount demo/images (with a 1 GiB sparse disk0.img)
+          at demo/mnt in the foreground; Ctrl-C unmounts
+  IMAGE_DIR MOUNTPOINT
+          the same, mounting IMAGE_DIR at MOUNTPOINT
   check   the same set-up, then make check in the -Werror build, the
           ASan/UBSan build and (unit tests only) the TSan build
 USAGE
 }
 
 mode=${1:-run}
+image_dir=""
+mountpoint=""
 case "$mode" in
-run|check) ;;
+run|check)
+	[ $# -le 1 ] || { echo "quickstart.sh: '$mode' takes no arguments" >&2; exit 2; } ;;
 -h|--help) usage; exit 0 ;;
-*) echo "quickstart.sh: unknown mode '$mode'" >&2; usage >&2; exit 2 ;;
+-*) echo "quickstart.sh: unknown option '$mode'" >&2; usage >&2; exit 2 ;;
+*)
+	if [ $# -ne 2 ]; then
+		echo "quickstart.sh: give both IMAGE_DIR and MOUNTPOINT" >&2
+		usage >&2
+		exit 2
+	fi
+	image_dir=$1
+	mountpoint=$2
+	mode=run
+	;;
 esac
 
 srcdir=$(cd "$(dirname "$0")/.." && pwd)
@@ -73,14 +92,24 @@ install_missing
 if [ "$mode" = run ]; then
 	configure_build default --enable-werror
 	make -C "$builddir/default" -j"$jobs" >/dev/null
-	echo
-	echo "quickstart.sh: built in $builddir/default:"
-	echo "  engine: event loop, coroutines, iothreads, hbitmap, rate limiter,"
-	echo "          block layer with barrier queue, thread pool and Linux AIO"
-	echo "  contrib/bench/engine-micro (run it to measure the engine core)"
-	echo "The vdiskfs daemon and the demo image directory come with the FUSE"
-	echo "front end; 'contrib/quickstart.sh check' runs every test pass."
-	exit 0
+	if [ -z "$image_dir" ]; then
+		image_dir="$srcdir/demo/images"
+		mountpoint="$srcdir/demo/mnt"
+		mkdir -p "$image_dir" "$mountpoint"
+		[ -e "$image_dir/disk0.img" ] ||
+			truncate -s 1G "$image_dir/disk0.img"
+	fi
+	cat <<TRY
+
+quickstart.sh: mounting $image_dir at $mountpoint (foreground).
+Try, in another terminal:
+  ls -l $mountpoint
+  qemu-img info $mountpoint/disk0.img
+  dd if=/dev/urandom of=$mountpoint/disk0.img bs=1M count=16 oflag=direct conv=notrunc
+  $builddir/default/src/vdiskctl info $mountpoint/disk0.img
+Stop with Ctrl-C here, or: fusermount3 -u $mountpoint
+TRY
+	exec "$builddir/default/src/vdiskfs" -f "$image_dir" "$mountpoint"
 fi
 
 failed=0
