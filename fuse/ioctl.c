@@ -21,11 +21,14 @@
  * scheduling order, so unwatch always follows watch.  RELEASE alone would
  * not do: it is a background request and can queue in the kernel behind
  * the very requests the drain postpones (DESIGN.md "Drain"); the pidfd
- * ends the drain however full that queue is.  A release waits for an end
- * in progress on its handle, so the image is never closed under it.
+ * ends the drain however full that queue is, and a twice-a-second look
+ * at /proc ends it for a process stuck in its exit (drain_exit_check).
+ * A release waits for an end in progress on its handle, so the image is
+ * never closed under it.
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -47,6 +50,7 @@ struct vdfs_drain {
 	bool ended;                    /* drain_lock */
 	LIST_ENTRY(vdfs_drain) link;   /* fs->drains, drain_lock */
 	struct loop_timer timer;       /* control thread only */
+	struct loop_timer exit_check;  /* control thread only */
 	struct loop_bh watch_bh, unwatch_bh;
 };
 
@@ -269,6 +273,7 @@ static void drain_expire(struct vdfs_drain *d, bool timeout)
 
 	loop_set_fd_handler(vdfs_g.ctl_ctx, d->pidfd, NULL, NULL, NULL);
 	loop_timer_del(&d->timer);
+	loop_timer_del(&d->exit_check);
 	pthread_mutex_lock(&vdfs_g.drain_lock);
 	mine = drain_claim_locked(d);
 	pthread_mutex_unlock(&vdfs_g.drain_lock);
@@ -287,6 +292,67 @@ static void drain_pid_exited(void *opaque)
 	drain_expire(opaque, false);
 }
 
+/* Every thread of pid is exiting (PF_EXITING in its flags). */
+static bool process_exiting(pid_t pid)
+{
+	char path[320], buf[512];
+	struct dirent *de;
+	bool any = false, all = true;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	dir = opendir(path);
+	if (!dir)
+		return false;
+	while (all && (de = readdir(dir))) {
+		unsigned long flags = 0;
+		char *p;
+		FILE *f;
+		size_t n;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/stat",
+			 (int)pid, de->d_name);
+		f = fopen(path, "re");
+		if (!f)
+			continue;      /* that thread is gone */
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		/* After "(comm) ": state, ppid, pgrp, session, tty_nr,
+		 * tpgid, then flags. */
+		p = strrchr(buf, ')');
+		if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %lu",
+				 &flags) != 1)
+			continue;
+		any = true;
+		all = (flags & 0x4) != 0;      /* PF_EXITING */
+	}
+	closedir(dir);
+	return any && all;
+}
+
+/*
+ * The pidfd turns readable only once the process has exited.  A process
+ * killed while it holds a dirty writeback-cached file can stay in its
+ * exit forever: closing the file writes the pages back, and those writes
+ * wait for the very drain it holds.  So look for a process that is past
+ * the point of no return, twice a second.
+ */
+#define DRAIN_EXIT_CHECK_NS (500ull * 1000000ull)
+
+static void drain_exit_check(void *opaque)
+{
+	struct vdfs_drain *d = opaque;
+
+	if (process_exiting(d->pid)) {
+		drain_expire(d, false);
+		return;
+	}
+	loop_timer_mod(&d->exit_check, loop_now_ns() + DRAIN_EXIT_CHECK_NS);
+}
+
 static void drain_timeout(void *opaque)
 {
 	drain_expire(opaque, true);
@@ -298,6 +364,8 @@ static void drain_watch_bh(void *opaque)
 	int ret;
 
 	loop_timer_init(&d->timer, vdfs_g.ctl_ctx, drain_timeout, d);
+	loop_timer_init(&d->exit_check, vdfs_g.ctl_ctx, drain_exit_check, d);
+	loop_timer_mod(&d->exit_check, loop_now_ns() + DRAIN_EXIT_CHECK_NS);
 	if (d->timeout_sec)
 		loop_timer_mod(&d->timer, loop_now_ns() +
 			       (uint64_t)d->timeout_sec * 1000000000ull);
@@ -314,6 +382,7 @@ static void drain_unwatch_bh(void *opaque)
 
 	loop_set_fd_handler(vdfs_g.ctl_ctx, d->pidfd, NULL, NULL, NULL);
 	loop_timer_del(&d->timer);
+	loop_timer_del(&d->exit_check);
 	close(d->pidfd);
 	free(d);
 }

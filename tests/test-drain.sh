@@ -158,3 +158,36 @@ wait "$hold_pid" 2>/dev/null || true
 
 exec {keep}<&-
 unmount_vdiskfs
+
+# ---- 4. a holder killed while writeback pages wait -------------------------
+# With cache=writeback, closing a handle writes the file's dirty pages
+# back.  A holder killed while another process keeps dirty pages of the
+# image gets stuck in its own exit: its close waits for writes that its
+# drain postpones, so its pidfd never fires.  The daemon sees in /proc
+# that the process is exiting and ends the drain.
+mount_vdiskfs -o cache=writeback
+python3 -c '
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+os.pwrite(fd, b"w" * 65536, 0)          # dirty pages, no fsync, no close
+open(sys.argv[2], "w").write("written\n")
+time.sleep(600)
+' "$mnt/disk.img" "$tmpdir/dirty.ok" &
+dirty_pid=$!
+cleanup_kill "$dirty_pid"
+wait_until "$VDISK_WAIT_LIMIT" test -s "$tmpdir/dirty.ok" ||
+    fail "the writer did not write"
+# No vdiskctl info while drained here: its own close would write the
+# dirty pages back and wait for the drain.  The daemon's log says when
+# the drain ends.
+start_hold "$mnt/disk.img"
+kill -KILL "$hold_pid"
+ended () { grep -q "drain of disk.img ended: process $hold_pid exited" "$daemon_log"; }
+wait_until 20 ended ||
+    fail "a holder killed with dirty writeback pages kept the drain"
+wait_until "$VDISK_WAIT_LIMIT" hold_gone ||
+    fail "the killed holder never finished exiting"
+[ "$(depth)" -eq 0 ] || fail "drain_depth $(depth) after the holder died"
+end_hold_fds
+kill -KILL "$dirty_pid"; wait "$dirty_pid" 2>/dev/null || true
+unmount_vdiskfs
