@@ -540,6 +540,46 @@ bool loop_poll(struct loop *ctx, bool blocking)
 	return progress;
 }
 
+struct loop_call {
+	void (*fn)(void *);
+	void *arg;
+	struct loop_bh bh;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;                       /* protected by lock */
+};
+
+static void loop_call_bh(void *opaque)
+{
+	struct loop_call *c = opaque;
+
+	c->fn(c->arg);
+	pthread_mutex_lock(&c->lock);
+	c->done = true;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void loop_call_sync(struct loop *ctx, void (*fn)(void *), void *arg)
+{
+	struct loop_call c = { .fn = fn, .arg = arg };
+
+	if (loop_get_current() == ctx) {
+		fn(arg);
+		return;
+	}
+	pthread_mutex_init(&c.lock, NULL);
+	pthread_cond_init(&c.cond, NULL);
+	loop_bh_init(&c.bh, ctx, loop_call_bh, &c);
+	loop_bh_schedule(&c.bh);
+	pthread_mutex_lock(&c.lock);
+	while (!c.done)
+		pthread_cond_wait(&c.cond, &c.lock);
+	pthread_mutex_unlock(&c.lock);
+	pthread_cond_destroy(&c.cond);
+	pthread_mutex_destroy(&c.lock);
+}
+
 atomic_int *loop_waiters_(struct loop *ctx)
 {
 	return &ctx->waiters;

@@ -14,7 +14,7 @@
  *  - loop_poll, loop_set_fd_handler, timers, LOOP_WAIT_WHILE: the thread that
  *    polls the context (its "home" thread), and nowhere else.
  *  - loop_notify, loop_bh_schedule, loop_bh_schedule_oneshot,
- *    loop_wait_kick: any thread.
+ *    loop_wait_kick, loop_call_sync: any thread.
  *  - Callbacks (fd handlers, BHs, timers) run in the home thread from inside
  *    loop_poll; loop_get_current() returns the context while they run.
  */
@@ -152,6 +152,15 @@ static inline bool loop_timer_pending(const struct loop_timer *t)
 {
 	return t->pending;
 }
+
+/*
+ * Run fn(arg) in ctx's thread and return once it has returned: directly
+ * when the caller already runs in ctx's thread, else from a bottom half
+ * while the caller blocks.  For code outside the context (an ioctl
+ * handler, a FUSE worker) that needs a synchronous answer.  Any thread,
+ * but never one that ctx's thread itself waits for.
+ */
+void loop_call_sync(struct loop *ctx, void (*fn)(void *), void *arg);
 
 /* Waiting for a condition. */
 

@@ -12,7 +12,7 @@
  * Images are opened at a node's first FUSE open and closed at its last
  * release, each in the context of an iothread chosen round-robin; blk_open
  * and blk_close must run in that thread, so the worker hands them over
- * with vdfs_call_in_ctx and waits.
+ * with loop_call_sync and waits.
  */
 #include "config.h"
 
@@ -33,48 +33,6 @@
 #include "vdfs.h"
 
 struct vdfs vdfs_g;
-
-/* ---- running code in a context ------------------------------------- */
-
-struct ctx_call {
-	void (*fn)(void *);
-	void *arg;
-	struct loop_bh bh;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool done;                     /* protected by lock */
-};
-
-static void ctx_call_bh(void *opaque)
-{
-	struct ctx_call *c = opaque;
-
-	c->fn(c->arg);
-	pthread_mutex_lock(&c->lock);
-	c->done = true;
-	pthread_cond_signal(&c->cond);
-	pthread_mutex_unlock(&c->lock);
-}
-
-void vdfs_call_in_ctx(struct loop *ctx, void (*fn)(void *), void *arg)
-{
-	struct ctx_call c = { .fn = fn, .arg = arg };
-
-	if (loop_get_current() == ctx) {
-		fn(arg);
-		return;
-	}
-	pthread_mutex_init(&c.lock, NULL);
-	pthread_cond_init(&c.cond, NULL);
-	loop_bh_init(&c.bh, ctx, ctx_call_bh, &c);
-	loop_bh_schedule(&c.bh);
-	pthread_mutex_lock(&c.lock);
-	while (!c.done)
-		pthread_cond_wait(&c.cond, &c.lock);
-	pthread_mutex_unlock(&c.lock);
-	pthread_cond_destroy(&c.cond);
-	pthread_mutex_destroy(&c.lock);
-}
 
 /* ---- images -------------------------------------------------------- */
 
@@ -118,7 +76,7 @@ static void node_close_locked(struct vdfs_node *n)
 
 	rcu_assign_pointer(n->img, NULL);
 	if (c.img)
-		vdfs_call_in_ctx(c.ctx, close_fn, &c);
+		loop_call_sync(c.ctx, close_fn, &c);
 	log_debug("closed %s", n->name);
 }
 
@@ -172,12 +130,12 @@ int vdfs_node_open(struct vdfs_node *n, bool want_write, bool *first)
 	c.o.aio = vdfs_g.cfg.aio;
 	c.o.cache = vdfs_g.cfg.cache;
 	c.o.discard = true;
-	vdfs_call_in_ctx(c.ctx, open_fn, &c);
+	loop_call_sync(c.ctx, open_fn, &c);
 	if ((c.ret == -EACCES || c.ret == -EROFS || c.ret == -EPERM) &&
 	    !want_write && !c.o.read_only) {
 		/* A file the daemon may only read can still be read. */
 		c.o.read_only = true;
-		vdfs_call_in_ctx(c.ctx, open_fn, &c);
+		loop_call_sync(c.ctx, open_fn, &c);
 	}
 	if (c.ret < 0) {
 		pthread_mutex_unlock(&n->lock);

@@ -10,7 +10,7 @@
  *    the reply is sent from the completion callback in the image's
  *    iothread (fuse_reply_* is thread-safe).
  *  - Blocking work that must run in a context (blk_open, blk_close) is
- *    handed over with vdfs_call_in_ctx, which blocks the calling worker
+ *    handed over with loop_call_sync, which blocks the calling worker
  *    until it ran: opening and closing are rare.
  *  - A control iothread (the last one) watches the pidfds and timers of
  *    drains (ioctl.c).
@@ -140,12 +140,6 @@ extern struct vdfs vdfs_g;
  * option checks; daemonizes unless cfg->foreground.
  */
 int vdfs_run(const struct vdfs_config *cfg, int argc, char **argv);
-
-/*
- * Run fn(arg) in ctx's thread outside any coroutine and return when it
- * returned.  Any thread but ctx's own (there it calls fn directly).
- */
-void vdfs_call_in_ctx(struct loop *ctx, void (*fn)(void *), void *arg);
 
 /* The context of the iothread an open node uses. */
 struct loop *vdfs_node_ctx(struct vdfs_node *n);

@@ -527,6 +527,61 @@ static void test_nested_poll_from_callback(void **state)
 	loop_free(n.ctx);
 }
 
+/* ---- loop_call_sync --------------------------------------------------- */
+
+struct sync_call {
+	struct loop *ctx;
+	pid_t ran_tid;
+	struct loop *ran_in;
+	int calls;
+	bool result_seen;             /* the caller saw the result */
+};
+
+static void sync_fn(void *opaque)
+{
+	struct sync_call *c = opaque;
+
+	c->ran_tid = gettid();
+	c->ran_in = loop_get_current();
+	c->calls++;
+}
+
+static void *sync_caller(void *opaque)
+{
+	struct sync_call *c = opaque;
+
+	/* Returns only once sync_fn has run in the context's thread. */
+	loop_call_sync(c->ctx, sync_fn, c);
+	c->result_seen = c->calls == 1;
+	return NULL;
+}
+
+static void test_call_sync_runs_in_context_thread(void **state)
+{
+	struct sync_call c = { .calls = 0 };
+	pthread_t th;
+
+	c.ctx = new_ctx();
+	loop_set_current(c.ctx);
+
+	/* From the context's own thread it runs at once. */
+	loop_call_sync(c.ctx, sync_fn, &c);
+	assert_int_equal(c.calls, 1);
+	assert_int_equal(c.ran_tid, gettid());
+
+	/* From another thread: that thread blocks until this one polled. */
+	c.calls = 0;
+	assert_int_equal(pthread_create(&th, NULL, sync_caller, &c), 0);
+	while (c.calls == 0)
+		loop_poll(c.ctx, true);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_true(c.result_seen);
+	assert_int_equal(c.ran_tid, gettid());
+	assert_ptr_equal(c.ran_in, c.ctx);
+	loop_set_current(NULL);
+	loop_free(c.ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -542,6 +597,7 @@ int main(void)
 		cmocka_unit_test(test_fd_handlers_see_readiness),
 		cmocka_unit_test(test_wait_while_condition_changed_by_other_thread),
 		cmocka_unit_test(test_nested_poll_from_callback),
+		cmocka_unit_test(test_call_sync_runs_in_context_thread),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
