@@ -44,6 +44,8 @@ struct blk_image {
 	LIST_HEAD(, blk_drain_notifier) drain_notifiers;
 	LIST_HEAD(, blk_write_notifier) write_notifiers;
 	struct blk_stats stats;
+	bool size_locked;               /* blk_size_lock */
+	struct blk_image *redirect;     /* blk_set_redirect */
 };
 /* The built-in drivers; their opaque is the image. */
 extern const struct blk_driver blk_drv_threads;

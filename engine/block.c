@@ -15,9 +15,15 @@
  *  1. Drain gate: while the image is drained, a request that is not
  *     BLK_REQ_INTERNAL waits on img->drain_gate, a FIFO CoQueue, so
  *     postponed requests resume in arrival order when the drain ends.
- *  2. Tracking: the request joins img->tracked (arrival order) and waits
- *     for serialising conflicts (below).  From here it counts in in_flight.
- *  3. Write notifiers run (writes, discards, write-zeroes).
+ *     A redirected image (a mirror pivot) hands the request on to its
+ *     successor here.  From here it counts in in_flight; a job's size
+ *     lock is checked.
+ *  2. Write notifiers' before_write (writes, discards, write-zeroes),
+ *     untracked: a mirror may wait there for its copy of the same area,
+ *     and that copy may wait for tracked requests (serialising).
+ *  3. Tracking: the request joins img->tracked (arrival order) and waits
+ *     for serialising conflicts (below).  after_write runs after the
+ *     driver, still tracked.
  *  4. Barrier queue: the request is submitted to img->queue and yields
  *     until the queue's start callback wakes it.  FUA writes, flushes and
  *     truncates are barriers: a FUA write runs as flush, write, flush.
@@ -274,11 +280,49 @@ static int coroutine_fn blk_co_notify_write(struct blk_req *r)
 	    r->op != BLK_OP_WRITE_ZEROES)
 		return 0;
 	LIST_FOREACH(n, &r->img->write_notifiers, link) {
+		if (!n->before_write)
+			continue;
 		ret = n->before_write(n->opaque, r->offset, r->bytes);
 		if (ret < 0)
 			return ret;
 	}
 	return 0;
+}
+
+static void coroutine_fn blk_co_notify_written(struct blk_req *r,
+					       ssize_t ret)
+{
+	struct blk_write_notifier *n, *next;
+
+	if (!blk_is_write_op(r->op) || r->op == BLK_OP_ALLOCATE ||
+	    r->op == BLK_OP_TRUNCATE)
+		return;
+	/* A hook may remove its own notifier (a job ending). */
+	for (n = LIST_FIRST(&r->img->write_notifiers); n; n = next) {
+		next = LIST_NEXT(n, link);
+		if (n->after_write)
+			n->after_write(n->opaque, r->op, r->offset, r->bytes,
+				       r->iov, r->iovcnt, r->flags, ret);
+	}
+}
+
+/* While a job holds the size: -EBUSY for truncate, -EFBIG past the end. */
+static int blk_check_size_lock(struct blk_req *r)
+{
+	struct blk_image *img = r->img;
+
+	if (!img->size_locked)
+		return 0;
+	switch (r->op) {
+	case BLK_OP_TRUNCATE:
+		return -EBUSY;
+	case BLK_OP_WRITE:
+	case BLK_OP_WRITE_ZEROES:
+	case BLK_OP_ALLOCATE:
+		return r->offset + r->bytes > img->size ? -EFBIG : 0;
+	default:
+		return 0;
+	}
 }
 
 /* Set up tracking bounds; unaligned O_DIRECT writes serialise. */
@@ -324,28 +368,39 @@ static ssize_t coroutine_fn blk_co_request(struct blk_req *r)
 			   r->op == BLK_OP_TRUNCATE ||
 			   (r->op == BLK_OP_WRITE && (r->flags & BLK_REQ_FUA)));
 
-	/* 1. Drain gate. */
-	if (img->drain_count > 0 && !(r->flags & BLK_REQ_INTERNAL)) {
+	/* 1. Drain gate, and the switch to another image (a pivot), which
+	 * may happen while a request waits at the gate. */
+	for (;;) {
+		while (img->redirect)
+			img = r->img = img->redirect;
+		if (img->drain_count == 0 || (r->flags & BLK_REQ_INTERNAL))
+			break;
 		img->stats.postponed++;
-		do {
-			co_queue_wait(&img->drain_gate);
-		} while (img->drain_count > 0);
+		co_queue_wait(&img->drain_gate);
 	}
 	t0 = loop_now_ns();
 	img->in_flight++;
 	img->stats.max_in_flight = VDISK_MAX(img->stats.max_in_flight,
 					     img->in_flight);
 
-	/* 2. Tracking. */
+	ret = blk_check_size_lock(r);
+	if (ret < 0) {
+		blk_account(r, ret, t0);
+		goto out_done;
+	}
+
+	/* 2. Write notifiers, before tracking (see block.h). */
+	ret = blk_co_notify_write(r);
+	if (ret < 0) {
+		blk_account(r, ret, t0);
+		goto out_done;
+	}
+
+	/* 3. Tracking. */
 	blk_req_bounds(r);
 	if (r->t.serialising)
 		img->stats.serialised += r->op == BLK_OP_WRITE;
 	blk_track(img, &r->t);
-
-	/* 3. Write notifiers. */
-	ret = blk_co_notify_write(r);
-	if (ret < 0)
-		goto out_untrack;
 
 	/* 4. Barrier queue. */
 	r->co = co_self();
@@ -358,17 +413,20 @@ static ssize_t coroutine_fn blk_co_request(struct blk_req *r)
 	}
 	if (r->cancelled) {
 		ret = -ECANCELED;
+		blk_co_notify_written(r, ret);
 		goto out_untrack;
 	}
 
 	/* 5. Driver. */
 	ret = blk_co_dispatch(r);
 	blk_queue_complete(&img->queue, &r->qr);
+	blk_co_notify_written(r, ret);
 
 out_untrack:
 	/* 6. Completion. */
 	blk_untrack(img, &r->t);
 	blk_account(r, ret, t0);
+out_done:
 	if (--img->in_flight == 0)
 		co_queue_wake_all(&img->drain_waiters);
 	return ret;
@@ -458,12 +516,13 @@ int coroutine_fn blk_co_write_zeroes(struct blk_image *img, uint64_t offset,
 }
 
 int coroutine_fn blk_co_block_status(struct blk_image *img, uint64_t offset,
-				     uint64_t bytes, uint64_t *pnum,
-				     bool *is_data)
+				     uint64_t bytes, unsigned flags,
+				     uint64_t *pnum, bool *is_data)
 {
 	struct blk_req r = {
 		.img = img, .op = BLK_OP_BLOCK_STATUS, .offset = offset,
 		.bytes = bytes, .pnum = pnum, .is_data = is_data,
+		.flags = flags,
 	};
 	ssize_t ret = blk_check(img, r.op, offset, bytes);
 
@@ -648,6 +707,82 @@ void blk_add_write_notifier(struct blk_image *img,
 	LIST_INSERT_HEAD(&img->write_notifiers, n, link);
 }
 
+void blk_remove_drain_notifier(struct blk_drain_notifier *n)
+{
+	LIST_REMOVE(n, link);
+}
+
+void blk_remove_write_notifier(struct blk_write_notifier *n)
+{
+	LIST_REMOVE(n, link);
+}
+
+int blk_size_lock(struct blk_image *img)
+{
+	if (img->size_locked)
+		return -EBUSY;
+	img->size_locked = true;
+	return 0;
+}
+
+void blk_size_unlock(struct blk_image *img)
+{
+	img->size_locked = false;
+}
+
+void blk_io_plug(struct blk_image *img)
+{
+	if (img->laio)
+		laio_plug(img->laio);
+}
+
+void blk_io_unplug(struct blk_image *img)
+{
+	if (img->laio)
+		laio_unplug(img->laio);
+}
+
+/* What a retired image answers; nothing reaches it but its own drains. */
+static int coroutine_fn blk_retired_co_io(void *opaque, enum blk_op op,
+					  uint64_t offset, uint64_t bytes,
+					  const struct iovec *iov, int iovcnt)
+{
+	(void)opaque;
+	(void)offset;
+	(void)bytes;
+	(void)iov;
+	(void)iovcnt;
+	return op == BLK_OP_FLUSH ? 0 : -EIO;
+}
+
+static const struct blk_driver blk_drv_retired = {
+	.name = "retired",
+	.co_io = blk_retired_co_io,
+};
+
+void blk_retire(struct blk_image *img)
+{
+	assert(img->redirect);
+	blk_drained_begin(img);
+	blk_laio_put(img->laio);
+	img->laio = NULL;
+	if (img->fd >= 0)
+		close(img->fd);
+	img->fd = -1;
+	img->drv = &blk_drv_retired;
+	img->drv_opaque = img;
+	img->req_align = img->mem_align = 1;
+	blk_drained_end(img);
+}
+
+void blk_set_redirect(struct blk_image *img, struct blk_image *next)
+{
+	assert(img->ctx == next->ctx && img != next);
+	img->redirect = next;
+	/* Waiters at the gate move on to next's gate at once. */
+	co_queue_wake_all(&img->drain_gate);
+}
+
 /* ---- callback API -------------------------------------------------- */
 
 static void coroutine_fn blk_aio_co(void *opaque)
@@ -677,7 +812,8 @@ static void coroutine_fn blk_aio_co(void *opaque)
 		ret = blk_co_write_zeroes(img, r->offset, r->bytes, r->flags);
 		break;
 	case BLK_OP_BLOCK_STATUS:
-		ret = blk_co_block_status(img, r->offset, r->bytes, &pnum,
+		ret = blk_co_block_status(img, r->offset, r->bytes, r->flags,
+					  &pnum,
 					  &is_data);
 		if (ret == 0)
 			ret = (ssize_t)pnum;

@@ -113,12 +113,23 @@ struct blk_drain_notifier {
 };
 
 /*
- * Called for every write, discard and write-zeroes after it is tracked
- * and before the driver sees it.  A negative return fails the request.
+ * Called for every write, discard and write-zeroes of the image (either
+ * hook may be NULL):
+ *  - before_write after the drain gate and before the request is tracked,
+ *    so that it may wait for work that itself waits for tracked requests
+ *    (a mirror's copy of the same area).  A negative return fails the
+ *    request.
+ *  - after_write once the driver is done (ret is its result), while the
+ *    request is still tracked and before it is answered.  iov is the
+ *    write's payload (NULL for discard and write-zeroes).
  */
 struct blk_write_notifier {
 	int coroutine_fn (*before_write)(void *opaque, uint64_t off,
 					 uint64_t bytes);
+	void coroutine_fn (*after_write)(void *opaque, enum blk_op op,
+					 uint64_t off, uint64_t bytes,
+					 const struct iovec *iov, int iovcnt,
+					 unsigned flags, ssize_t ret);
 	void *opaque;
 	LIST_ENTRY(blk_write_notifier) link;   /* private */
 };
@@ -182,8 +193,8 @@ int coroutine_fn blk_co_write_zeroes(struct blk_image *img, uint64_t offset,
  * many bytes (*pnum, > 0 unless offset is at or after end of file).
  */
 int coroutine_fn blk_co_block_status(struct blk_image *img, uint64_t offset,
-				     uint64_t bytes, uint64_t *pnum,
-				     bool *is_data);
+				     uint64_t bytes, unsigned flags,
+				     uint64_t *pnum, bool *is_data);
 int coroutine_fn blk_co_truncate(struct blk_image *img, uint64_t size);
 /* Reserve [offset, offset + bytes) (fallocate mode 0); grows the file. */
 int coroutine_fn blk_co_allocate(struct blk_image *img, uint64_t offset,
@@ -206,11 +217,47 @@ void blk_drained_end(struct blk_image *img);
 void coroutine_fn blk_co_drained_begin(struct blk_image *img);
 void coroutine_fn blk_co_drained_end(struct blk_image *img);
 
-/* n is borrowed until blk_close; there is no removal yet. */
+/* n is borrowed until removed or blk_close. */
 void blk_add_drain_notifier(struct blk_image *img,
 			    struct blk_drain_notifier *n);
 void blk_add_write_notifier(struct blk_image *img,
 			    struct blk_write_notifier *n);
+void blk_remove_drain_notifier(struct blk_drain_notifier *n);
+/* Not while one of n's hooks runs on a request that is still tracked. */
+void blk_remove_write_notifier(struct blk_write_notifier *n);
+
+/*
+ * Fix the image's size for a job: until blk_size_unlock, a truncate fails
+ * with -EBUSY and a write, write-zeroes or allocation past the end with
+ * -EFBIG.  -EBUSY if it is locked already (one job per image).
+ */
+int blk_size_lock(struct blk_image *img);
+void blk_size_unlock(struct blk_image *img);
+
+/*
+ * Send every request that reaches img from now on to next instead: those
+ * postponed at img's drain gate go when the drain ends, in their order.
+ * For a switch of backing (mirror pivot): callers that still hold img
+ * keep working.  Both images in one context.  img must not be closed
+ * until no caller can still hand it a request.
+ */
+void blk_set_redirect(struct blk_image *img, struct blk_image *next);
+
+/*
+ * Batch submission: between blk_io_plug and the matching blk_io_unplug,
+ * Linux AIO requests of the image's context are queued and go to the
+ * kernel in one io_submit (a vring kick's worth of requests).  No-ops for
+ * the thread pool.  Context thread; nestable.
+ */
+void blk_io_plug(struct blk_image *img);
+void blk_io_unplug(struct blk_image *img);
+
+/*
+ * Let go of a redirected image's file (after waiting for what is in
+ * flight, and a flush).  What remains only forwards requests to its
+ * successor until blk_close.  Context thread, outside a coroutine.
+ */
+void blk_retire(struct blk_image *img);
 
 /*
  * A request from code that is not a coroutine, on any thread.  The caller

@@ -337,7 +337,7 @@ static void coroutine_fn lseek_co(void *opaque)
 	int ret;
 
 	while (pos < size) {
-		ret = blk_co_block_status(c->img, pos, size - pos, &pnum,
+		ret = blk_co_block_status(c->img, pos, size - pos, 0, &pnum,
 					  &is_data);
 		if (ret < 0) {
 			fuse_reply_err(c->req, -ret);

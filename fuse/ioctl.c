@@ -84,6 +84,20 @@ static const struct ioc_desc ioc_descs[] = {
 	[4] = IOC_DESC(VDISK_IOC_DRAIN_END, struct vdisk_ioc_drain_end, true),
 	[5] = IOC_DESC(VDISK_IOC_STATS_RESET, struct vdisk_ioc_stats_reset,
 		       true),
+	[6] = IOC_DESC(VDISK_IOC_MIRROR_START, struct vdisk_ioc_mirror_start,
+		       true),
+	[7] = IOC_DESC(VDISK_IOC_MIRROR_STATUS,
+		       struct vdisk_ioc_mirror_status, false),
+	[8] = IOC_DESC(VDISK_IOC_MIRROR_COMPLETE,
+		       struct vdisk_ioc_mirror_complete, true),
+	[9] = IOC_DESC(VDISK_IOC_MIRROR_CANCEL, struct vdisk_ioc_mirror_cancel,
+		       true),
+	[10] = IOC_DESC(VDISK_IOC_MIRROR_PAUSE, struct vdisk_ioc_mirror_pause,
+			true),
+	[11] = IOC_DESC(VDISK_IOC_MIRROR_RESUME, struct vdisk_ioc_mirror_pause,
+			true),
+	[12] = IOC_DESC(VDISK_IOC_MIRROR_SET_SPEED,
+			struct vdisk_ioc_mirror_set_speed, true),
 };
 
 /* The header every struct starts with. */
@@ -194,11 +208,12 @@ static void info_bh(void *opaque)
 	copy_str(o->driver, sizeof(o->driver), bi.driver);
 	copy_str(o->cache, sizeof(o->cache),
 		 bi.cache == BLK_CACHE_NONE ? "none" : "writeback");
-	o->flags = bi.read_only ? VDISK_IOC_INFO_READ_ONLY : 0;
+	o->flags = (bi.read_only ? VDISK_IOC_INFO_READ_ONLY : 0) |
+		   (atomic_load(&c->node->pivoted) ? VDISK_IOC_INFO_PIVOTED : 0);
 	o->iothread = c->node->iothread;
 	o->open_handles = c->open_handles;
 	o->drain_depth = bi.drain_depth;
-	o->mirror_state = 0;
+	o->mirror_state = vdfs_mirror_state(c->node);
 	fill_stats(&o->stats, &st);
 	fuse_reply_ioctl(c->req, 0, o, sizeof(*o));
 	ctx_ioctl_done(c);
@@ -596,6 +611,9 @@ void vdfs_op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd,
 	case VDISK_IOC_STATS_RESET:
 		run_in_image_ctx(req, h->node, img, stats_reset_bh, in_buf,
 				 sizeof(struct vdisk_ioc_stats_reset));
+		break;
+	default:
+		vdfs_mirror_ioctl(req, h->node, img, cmd, in_buf, d->size);
 		break;
 	}
 }

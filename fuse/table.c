@@ -25,12 +25,29 @@
 #include <urcu-bp.h>
 #include <urcu/rculfhash.h>
 
+#include "pivot.h"
 #include "table.h"
+#include "target.h"
+
+/*
+ * A key of the inode table.  A node has one per backing inode it has had
+ * (a mirror pivot adds the target's and unlinks the old one); they are
+ * freed with the node, after a grace period, since a removed lfht node
+ * cannot be reused before one.
+ */
+struct ino_link {
+	struct cds_lfht_node ht;
+	struct tentry *e;
+	dev_t dev;
+	ino_t ino;
+	bool in_table;
+	struct ino_link *next;
+};
 
 struct tentry {
 	struct vdfs_node node;
 	struct cds_lfht_node by_id;
-	struct cds_lfht_node by_ino;
+	struct ino_link *links;        /* table lock */
 	struct rcu_head rcu;
 };
 
@@ -77,10 +94,38 @@ struct inode_key {
 
 static int match_inode(struct cds_lfht_node *ht, const void *key)
 {
-	const struct tentry *e = caa_container_of(ht, struct tentry, by_ino);
+	const struct ino_link *l = caa_container_of(ht, struct ino_link, ht);
 	const struct inode_key *k = key;
 
-	return e->node.dev == k->dev && e->node.ino == k->ino;
+	return l->dev == k->dev && l->ino == k->ino;
+}
+
+/* Table lock held; inside a read-side section. */
+static void links_del(struct tentry *e)
+{
+	for (struct ino_link *l = e->links; l; l = l->next) {
+		if (l->in_table)
+			cds_lfht_del(tab_ino, &l->ht);
+		l->in_table = false;
+	}
+}
+
+/* Table lock held; inside a read-side section. */
+static int link_add(struct tentry *e, dev_t dev, ino_t ino)
+{
+	struct ino_link *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return -ENOMEM;
+	cds_lfht_node_init(&l->ht);
+	l->e = e;
+	l->dev = dev;
+	l->ino = ino;
+	l->in_table = true;
+	l->next = e->links;
+	e->links = l;
+	cds_lfht_add(tab_ino, hash_inode(dev, ino), &l->ht);
+	return 0;
 }
 
 int vdfs_table_init(void)
@@ -100,6 +145,12 @@ int vdfs_table_init(void)
 
 static void tentry_free(struct tentry *e)
 {
+	struct ino_link *l;
+
+	while ((l = e->links)) {
+		e->links = l->next;
+		free(l);
+	}
 	if (e->node.fd >= 0)
 		close(e->node.fd);
 	pthread_mutex_destroy(&e->node.lock);
@@ -125,7 +176,7 @@ void vdfs_table_destroy(void)
 	for (cds_lfht_first(tab_id, &it); (e = iter_entry(&it));
 	     cds_lfht_next(tab_id, &it)) {
 		cds_lfht_del(tab_id, &e->by_id);
-		cds_lfht_del(tab_ino, &e->by_ino);
+		links_del(e);
 		call_rcu(&e->rcu, tentry_free_rcu);
 	}
 	rcu_read_unlock();
@@ -159,7 +210,7 @@ static struct tentry *find_inode_rcu(dev_t dev, ino_t ino)
 
 	cds_lfht_lookup(tab_ino, hash_inode(dev, ino), match_inode, &k, &it);
 	ht = cds_lfht_iter_get_node(&it);
-	return ht ? caa_container_of(ht, struct tentry, by_ino) : NULL;
+	return ht ? caa_container_of(ht, struct ino_link, ht)->e : NULL;
 }
 
 struct vdfs_node *vdfs_table_find_inode(dev_t dev, ino_t ino)
@@ -178,42 +229,85 @@ bool vdfs_name_visible(const char *name)
 	return name[0] != '\0' && name[0] != '.' && !strchr(name, '/');
 }
 
+/* backing is taken over. */
 static struct tentry *tentry_new(int fd, const struct stat *st,
-				 const char *name)
+				 const char *name, char *backing)
 {
 	struct tentry *e = calloc(1, sizeof(*e));
 
 	if (!e)
 		return NULL;
-	e->node.fd = fd;
+	atomic_init(&e->node.fd, fd);
 	e->node.dev = st->st_dev;
 	e->node.ino = st->st_ino;
 	e->node.name = strdup(name);
-	if (!e->node.name ||
-	    asprintf(&e->node.backing, "%s/%s", vdfs_g.cfg.image_dir,
-		     name) < 0) {
-		free(e->node.name);
+	if (!e->node.name) {
 		free(e);
 		return NULL;
 	}
+	e->node.backing = backing;
 	pthread_mutex_init(&e->node.lock, NULL);
 	atomic_init(&e->node.pending, 0);
+	atomic_init(&e->node.pivoted, false);
+	atomic_init(&e->node.job_live, false);
 	cds_lfht_node_init(&e->by_id);
-	cds_lfht_node_init(&e->by_ino);
 	return e;
+}
+
+/*
+ * Open what name is served from: IMAGE_DIR/name, or the target a mirror
+ * pivot recorded for it.  Table lock held, so a pivot is seen whole.
+ */
+static int open_backing(int dir_fd, const char *name, char **backing)
+{
+	char *target = NULL;
+	int fd, ret;
+
+	ret = vdfs_g.pivots ? vdfs_pivots_get(vdfs_g.pivots, name, &target) :
+	      -ENOENT;
+	if (ret == 0) {
+		fd = vdfs_target_reopen(vdfs_g.mirror_dir_fd,
+					vdfs_g.cfg.mirror_dir, target);
+		if (fd < 0) {
+			ret = fd;
+			/* Records are absolute paths: -EINVAL means this. */
+			log_error("%s: its mirror target %s: %s", name, target,
+				  ret == -EINVAL ? "not a regular file" :
+				  strerror(-ret));
+			free(target);
+			/* Never fall back to the old source silently. */
+			return ret == -ENOENT || ret == -EINVAL ? -EIO : ret;
+		}
+		*backing = target;
+		return fd;
+	}
+	if (ret != -ENOENT)
+		return ret;
+	fd = openat(dir_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ELOOP ? -ENOENT : -errno;
+	if (asprintf(backing, "%s/%s", vdfs_g.cfg.image_dir, name) < 0) {
+		close(fd);
+		return -ENOMEM;
+	}
+	return fd;
 }
 
 int vdfs_table_lookup(int dir_fd, const char *name, struct vdfs_node **out)
 {
+	char *backing = NULL;
 	struct tentry *e;
 	struct stat st;
 	int fd, ret;
 
 	if (!vdfs_name_visible(name))
 		return -ENOENT;
-	fd = openat(dir_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ELOOP ? -ENOENT : -errno;
+	pthread_mutex_lock(&table_lock);
+	fd = open_backing(dir_fd, name, &backing);
+	if (fd < 0) {
+		pthread_mutex_unlock(&table_lock);
+		return fd;
+	}
 	if (fstat(fd, &st) < 0) {
 		ret = -errno;
 		goto out_close;
@@ -223,7 +317,6 @@ int vdfs_table_lookup(int dir_fd, const char *name, struct vdfs_node **out)
 		goto out_close;
 	}
 
-	pthread_mutex_lock(&table_lock);
 	rcu_read_lock();
 	e = find_inode_rcu(st.st_dev, st.st_ino);
 	rcu_read_unlock();
@@ -231,27 +324,65 @@ int vdfs_table_lookup(int dir_fd, const char *name, struct vdfs_node **out)
 		e->node.nlookup++;
 		pthread_mutex_unlock(&table_lock);
 		close(fd);
+		free(backing);
 		*out = &e->node;
 		return 0;
 	}
-	e = tentry_new(fd, &st, name);
+	e = tentry_new(fd, &st, name, backing);
 	if (!e) {
-		pthread_mutex_unlock(&table_lock);
 		ret = -ENOMEM;
 		goto out_close;
 	}
 	e->node.nodeid = atomic_fetch_add(&next_nodeid, 1);
 	e->node.nlookup = 1;
 	rcu_read_lock();
-	cds_lfht_add(tab_id, hash_u64(e->node.nodeid), &e->by_id);
-	cds_lfht_add(tab_ino, hash_inode(st.st_dev, st.st_ino), &e->by_ino);
+	ret = link_add(e, st.st_dev, st.st_ino);
+	if (ret == 0)
+		cds_lfht_add(tab_id, hash_u64(e->node.nodeid), &e->by_id);
 	rcu_read_unlock();
 	pthread_mutex_unlock(&table_lock);
+	if (ret < 0) {
+		tentry_free(e);
+		return ret;
+	}
 	*out = &e->node;
 	return 0;
 
 out_close:
+	pthread_mutex_unlock(&table_lock);
 	close(fd);
+	free(backing);
+	return ret;
+}
+
+int vdfs_table_pivot(struct vdfs_node *n, const char *target, int fd,
+		     const struct stat *st, int *old_fd, char **old_backing)
+{
+	struct tentry *e = caa_container_of(n, struct tentry, node);
+	char *backing = strdup(target);
+	int ret;
+
+	if (!backing)
+		return -ENOMEM;
+	pthread_mutex_lock(&table_lock);
+	ret = vdfs_pivots_record(vdfs_g.pivots, vdfs_g.dir_fd, n->name,
+				 target);
+	if (ret < 0)
+		goto out;
+	rcu_read_lock();
+	links_del(e);
+	ret = link_add(e, st->st_dev, st->st_ino);
+	rcu_read_unlock();
+	/* Out of memory for the key only costs a second node on a later
+	 * lookup by the target's inode; the record is what counts. */
+	ret = 0;
+	*old_fd = atomic_exchange(&n->fd, fd);
+	*old_backing = n->backing;
+	n->backing = backing;
+	backing = NULL;
+out:
+	pthread_mutex_unlock(&table_lock);
+	free(backing);
 	return ret;
 }
 
@@ -267,14 +398,14 @@ void vdfs_table_forget(uint64_t nodeid, uint64_t nlookup)
 	pthread_mutex_lock(&table_lock);
 	n->nlookup = nlookup >= n->nlookup ? 0 : n->nlookup - nlookup;
 	pthread_mutex_lock(&n->lock);
-	busy = n->open_count > 0;
+	busy = n->open_count > 0 || atomic_load(&n->job_live);
 	pthread_mutex_unlock(&n->lock);
 	/* An open node keeps an inode reference in the kernel, so it never
 	 * gets here with handles; if it did, leaking beats freeing. */
 	if (n->nlookup == 0 && !busy) {
 		rcu_read_lock();
 		cds_lfht_del(tab_id, &e->by_id);
-		cds_lfht_del(tab_ino, &e->by_ino);
+		links_del(e);
 		rcu_read_unlock();
 	} else {
 		e = NULL;

@@ -46,6 +46,18 @@ void vdfs_table_forget(uint64_t nodeid, uint64_t nlookup);
  */
 struct vdfs_node *vdfs_table_find_inode(dev_t dev, ino_t ino);
 
+/*
+ * A mirror pivot of n to target (fd: an fd of it, taken over; st: its
+ * stat): record name -> target in the pivot state file (durable), key the
+ * node by the target's inode instead of the old one, and swap its fd and
+ * backing path; the old ones go to *old_fd and *old_backing (the caller
+ * frees them once no one can use them).  Under the table lock, which
+ * lookups hold while they consult the pivot map.  Returns 0, or -errno
+ * with nothing changed (fd then still the caller's).
+ */
+int vdfs_table_pivot(struct vdfs_node *n, const char *target, int fd,
+		     const struct stat *st, int *old_fd, char **old_backing);
+
 /* Whether name is served at all (not hidden, not reserved). */
 bool vdfs_name_visible(const char *name);
 

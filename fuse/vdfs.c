@@ -29,6 +29,7 @@
 
 #include <urcu-bp.h>
 
+#include "pivot.h"
 #include "table.h"
 #include "vdfs.h"
 
@@ -63,6 +64,10 @@ static void close_fn(void *opaque)
 {
 	struct close_call *c = opaque;
 
+	/* A mirror job goes first: it holds the image. */
+	vdfs_mirror_node_release(c->n);
+	c->img = c->n->img;
+	rcu_assign_pointer(c->n->img, NULL);
 	/* Callbacks of requests still on their way decrement pending in
 	 * this thread, so no kick is needed. */
 	LOOP_WAIT_WHILE(c->ctx, atomic_load(&c->n->pending) > 0);
@@ -72,10 +77,11 @@ static void close_fn(void *opaque)
 /* Caller holds n->lock; no handle is open. */
 static void node_close_locked(struct vdfs_node *n)
 {
-	struct close_call c = { .n = n, .ctx = vdfs_node_ctx(n), .img = n->img };
+	struct close_call c = { .n = n, .ctx = vdfs_node_ctx(n) };
 
-	rcu_assign_pointer(n->img, NULL);
-	if (c.img)
+	/* The image's context clears n->img (a pivot may still swap it
+	 * until the job is stopped there). */
+	if (n->img)
 		loop_call_sync(c.ctx, close_fn, &c);
 	log_debug("closed %s", n->name);
 }
@@ -424,6 +430,22 @@ int vdfs_run(const struct vdfs_config *cfg, int argc, char **argv)
 			strerror(errno));
 		return 2;
 	}
+	fs->mirror_dir_fd = -1;
+	if (cfg->mirror_dir) {
+		fs->mirror_dir_fd = open(cfg->mirror_dir, O_PATH | O_DIRECTORY |
+					 O_CLOEXEC);
+		if (fs->mirror_dir_fd < 0) {
+			fprintf(stderr, "vdiskfs: mirror_dir %s: %s\n",
+				cfg->mirror_dir, strerror(errno));
+			goto out_close_dir;
+		}
+	}
+	/* Pivots recorded by earlier runs: each NAME is served from its
+	 * target.  A damaged state file stops the start (logged): serving
+	 * the old sources instead would roll the images back. */
+	ret = vdfs_pivots_load(fs->dir_fd, &fs->pivots);
+	if (ret < 0)
+		goto out_close_dir;
 	if (vdfs_table_init() < 0 || build_args(cfg, argc, argv, &args) < 0) {
 		fprintf(stderr, "vdiskfs: out of memory\n");
 		goto out_close_dir;
@@ -481,6 +503,10 @@ int vdfs_run(const struct vdfs_config *cfg, int argc, char **argv)
 		 cfg->aio == BLK_AIO_NATIVE ? "native" : "threads",
 		 cfg->cache == BLK_CACHE_NONE ? "none" : "writeback",
 		 cfg->iothreads, cfg->read_only ? ", ro" : "");
+	if (vdfs_pivots_count(fs->pivots))
+		log_info("%u image(s) served from mirror targets (%s/.vdiskfs/"
+			 "pivots)", vdfs_pivots_count(fs->pivots),
+			 cfg->image_dir);
 
 	ret = serve(fs);
 	if (ret < 0)
@@ -508,6 +534,10 @@ out_free_args:
 	fuse_opt_free_args(&args);
 out_close_dir:
 	vdfs_table_destroy();
+	vdfs_pivots_free(fs->pivots);
+	fs->pivots = NULL;
+	if (fs->mirror_dir_fd >= 0)
+		close(fs->mirror_dir_fd);
 	close(fs->dir_fd);
 	return status;
 }

@@ -78,14 +78,17 @@ struct vdfs_handle {
  */
 struct vdfs_node {
 	uint64_t nodeid;               /* const */
-	dev_t dev;                     /* const: the backing inode */
+	dev_t dev;                     /* const: the first backing inode */
 	ino_t ino;                     /* const */
-	int fd;                        /* const: O_PATH fd of the backing
-					* inode, so a rename or unlink in
-					* IMAGE_DIR does not change what this
-					* node is */
+	/*
+	 * An O_PATH fd of the backing inode, so a rename or unlink in
+	 * IMAGE_DIR does not change what this node is.  A mirror pivot
+	 * swaps it (and backing) in the image's context under the table
+	 * lock; an old fd stays open until the node is freed.
+	 */
+	atomic_int fd;
 	char *name;                    /* const: name at first lookup */
-	char *backing;                 /* const: IMAGE_DIR/name */
+	char *backing;                 /* IMAGE_DIR/name, or the target */
 
 	/* Protected by node->lock: */
 	pthread_mutex_t lock;
@@ -105,6 +108,17 @@ struct vdfs_node {
 
 	/* Protected by the table lock (table.c): */
 	uint64_t nlookup;              /* the kernel's lookup count */
+
+	/* The image's context thread only (mirror.c): */
+	struct vdfs_mirror *mirror;    /* the current or last job */
+	struct vdfs_retired *retired;  /* what pivots left behind */
+	atomic_bool pivoted;           /* served from a mirror target */
+	/*
+	 * A mirror job ran on the node: FORGET must not close the image
+	 * under a running job (the kernel forgets a closed file whenever it
+	 * likes), and the last job's status stays readable until shutdown.
+	 */
+	atomic_bool job_live;
 };
 
 /* The daemon: one per process. */
@@ -114,6 +128,8 @@ struct vdfs {
 	struct fuse_session *se;
 	struct tpool *pool;
 	struct iothread *iothreads[VDFS_MAX_IOTHREADS];
+	int mirror_dir_fd;             /* -1 without -o mirror_dir */
+	struct vdfs_pivots *pivots;    /* IMAGE_DIR/.vdiskfs/pivots */
 	struct iothread *ctl_thread;   /* drains' pidfds and timers */
 	struct loop *ctl_ctx;
 	atomic_uint next_iothread;     /* round-robin */
@@ -206,6 +222,26 @@ int vdfs_io_truncate_sync(struct vdfs_node *n, uint64_t size);
  */
 void vdfs_io_flush_ioctl(fuse_req_t req, struct vdfs_node *n,
 			 struct blk_image *img, const void *out, size_t size);
+
+/* ---- mirror.c ------------------------------------------------------ */
+
+/*
+ * The mirror commands (VDISK_IOC_MIRROR_*), after ioctl.c checked the
+ * struct (size bytes at in) and the caller.  Replies.  Worker thread.
+ */
+void vdfs_mirror_ioctl(fuse_req_t req, struct vdfs_node *n,
+		       struct blk_image *img, unsigned cmd, const void *in,
+		       size_t size);
+
+/* enum vdisk_mirror_state of the node's job.  Image's context thread. */
+uint32_t vdfs_mirror_state(struct vdfs_node *n);
+
+/*
+ * Stop the node's job (its target is then incomplete), free it and what
+ * pivots left behind.  Image's context thread, outside a coroutine,
+ * before the image is closed.
+ */
+void vdfs_mirror_node_release(struct vdfs_node *n);
 
 /* ioctl.c: end the handle's drain if it holds one (release). */
 void vdfs_drain_release(struct vdfs_handle *h);

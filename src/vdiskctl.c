@@ -9,6 +9,7 @@
  *   drain ... FILE -- COMMAND   DRAIN_BEGIN, run COMMAND, DRAIN_END
  *   drain --hold ... FILE       DRAIN_BEGIN, "drained", wait, DRAIN_END
  *                               (both in vdiskctl-drain.c)
+ *   mirror SUBCOMMAND ...       the MIRROR_* commands (vdiskctl-mirror.c)
  *
  * Mutating commands open the file O_WRONLY: the daemon refuses them on a
  * handle not opened for writing.  Exit status: 0 success, 1 the operation
@@ -49,6 +50,8 @@ struct ctl_cmd {
 	int (*run)(const struct ctl_args *args);
 	unsigned opts;                  /* OPT_* */
 	bool takes_command;             /* "-- COMMAND [ARGS...]" */
+	bool own_args;                  /* run parses args->argc/argv itself,
+					 * --help included */
 	const char *usage;              /* usage lines, after "Usage: " */
 	const char *help;               /* what it does, and its options */
 };
@@ -83,20 +86,27 @@ int ctl_sys_fail(const char *op, int err)
 	return EXIT_FAILURE;
 }
 
+int ctl_vusage_error(const char *cmd, const char *fmt, va_list ap)
+{
+	fputs(PROG ": ", stderr);
+	if (cmd)
+		fprintf(stderr, "%s: ", cmd);
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\nTry '" PROG " %s%s--help' for more information.\n",
+		cmd ? cmd : "", cmd ? " " : "");
+	return 2;
+}
+
 static int __attribute__((format(printf, 2, 3)))
 usage_error(const struct ctl_cmd *cmd, const char *fmt, ...)
 {
 	va_list ap;
+	int ret;
 
-	fputs(PROG ": ", stderr);
-	if (cmd)
-		fprintf(stderr, "%s: ", cmd->name);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	ret = ctl_vusage_error(cmd ? cmd->name : NULL, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nTry '" PROG " %s%s--help' for more information.\n",
-		cmd ? cmd->name : "", cmd ? " " : "");
-	return 2;
+	return ret;
 }
 
 /* A failed write (a full disk, a closed pipe) is a failure too. */
@@ -189,7 +199,7 @@ static size_t utf8_len(const unsigned char *s, size_t n)
  * if shorter).  JSON text must be UTF-8: a byte that is not part of a valid
  * sequence becomes U+FFFD.
  */
-static void json_string(const char *s, size_t max)
+void ctl_json_string(const char *s, size_t max)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t n = strnlen(s, max), i = 0, len;
@@ -212,7 +222,7 @@ static void json_string(const char *s, size_t max)
 }
 
 /* A value of the plain output: control characters as \xNN keep it one line. */
-static void plain_string(const char *key, const char *s, size_t max)
+void ctl_plain_string(const char *key, const char *s, size_t max)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t n = strnlen(s, max), i;
@@ -266,17 +276,20 @@ static void info_print_plain(const struct vdisk_ioc_info *info)
 	struct stat_field f[STAT_FIELDS_MAX];
 	size_t i, n = stat_fields(&info->stats, f);
 
-	plain_string("name", info->name, sizeof(info->name));
-	plain_string("backing", info->backing, sizeof(info->backing));
+	ctl_plain_string("name", info->name, sizeof(info->name));
+	ctl_plain_string("backing", info->backing, sizeof(info->backing));
 	printf("size: %llu\n", (unsigned long long)info->image_size);
-	plain_string("driver", info->driver, sizeof(info->driver));
-	plain_string("cache", info->cache, sizeof(info->cache));
+	ctl_plain_string("driver", info->driver, sizeof(info->driver));
+	ctl_plain_string("cache", info->cache, sizeof(info->cache));
 	printf("read_only: %s\n",
 	       info->flags & VDISK_IOC_INFO_READ_ONLY ? "true" : "false");
 	printf("iothread: %u\n", info->iothread);
 	printf("open_handles: %u\n", info->open_handles);
 	printf("drain_depth: %u\n", info->drain_depth);
-	printf("mirror_state: %u\n", info->mirror_state);
+	printf("mirror_state: %s\n",
+	       ctl_mirror_state_name(info->mirror_state));
+	printf("pivoted: %s\n",
+	       info->flags & VDISK_IOC_INFO_PIVOTED ? "true" : "false");
 	for (i = 0; i < n; i++)
 		printf("%s: %llu\n", f[i].key, (unsigned long long)f[i].value);
 }
@@ -298,20 +311,22 @@ static void info_print_json(const struct vdisk_ioc_info *info)
 	size_t i, n = stat_fields(s, f);
 
 	fputs("{\n  \"name\": ", stdout);
-	json_string(info->name, sizeof(info->name));
+	ctl_json_string(info->name, sizeof(info->name));
 	fputs(",\n  \"backing\": ", stdout);
-	json_string(info->backing, sizeof(info->backing));
+	ctl_json_string(info->backing, sizeof(info->backing));
 	printf(",\n  \"size\": %llu,\n  \"driver\": ",
 	       (unsigned long long)info->image_size);
-	json_string(info->driver, sizeof(info->driver));
+	ctl_json_string(info->driver, sizeof(info->driver));
 	fputs(",\n  \"cache\": ", stdout);
-	json_string(info->cache, sizeof(info->cache));
+	ctl_json_string(info->cache, sizeof(info->cache));
 	printf(",\n  \"read_only\": %s,\n",
 	       info->flags & VDISK_IOC_INFO_READ_ONLY ? "true" : "false");
 	printf("  \"iothread\": %u,\n  \"open_handles\": %u,\n"
-	       "  \"drain_depth\": %u,\n  \"mirror_state\": %u,\n",
+	       "  \"drain_depth\": %u,\n  \"mirror_state\": \"%s\",\n"
+	       "  \"pivoted\": %s,\n",
 	       info->iothread, info->open_handles, info->drain_depth,
-	       info->mirror_state);
+	       ctl_mirror_state_name(info->mirror_state),
+	       info->flags & VDISK_IOC_INFO_PIVOTED ? "true" : "false");
 	fputs("  \"stats\": {\n", stdout);
 	for (i = 0; i < n; i++)
 		printf("    \"%s\": %llu,\n", f[i].key,
@@ -389,8 +404,9 @@ static const struct ctl_cmd ctl_cmds[] = {
 		.help =
 "Show the image behind FILE, a file of a vdiskfs mount: its name, backing\n"
 "file, size, driver, cache mode, I/O thread, open handles (this one\n"
-"included), drain depth, mirror state and the engine's statistics, one\n"
-"'key: value' per line.\n"
+"included), drain depth, mirror state, whether a mirror switched it to\n"
+"its target (pivoted) and the engine's statistics, one 'key: value' per\n"
+"line.\n"
 "\n"
 "  --json    one JSON object instead, with the latency histograms\n",
 	},
@@ -427,6 +443,12 @@ static const struct ctl_cmd ctl_cmds[] = {
 "                      SIGTERM or SIGHUP arrives; then end it and exit 0\n"
 "  --timeout=SECONDS   the daemon ends the drain after SECONDS (1-86400)\n"
 "                      even if vdiskctl does not\n",
+	},
+	{
+		.name = "mirror", .run = ctl_mirror, .own_args = true,
+		.usage = PROG " mirror SUBCOMMAND FILE [ARGS...] "
+			 "(see 'mirror --help')\n",
+		.help = "",             /* ctl_mirror prints its own */
 	},
 };
 
@@ -597,6 +619,11 @@ int main(int argc, char **argv)
 			return usage_error(NULL, "unknown option '%s'",
 					   argv[1]);
 		return usage_error(NULL, "unknown command '%s'", argv[1]);
+	}
+	if (a.cmd->own_args) {
+		a.argc = argc - 2;
+		a.argv = argv + 2;
+		return a.cmd->run(&a);
 	}
 	if (wants_help(argc, argv)) {
 		print_cmd_help(a.cmd);

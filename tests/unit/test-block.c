@@ -123,7 +123,7 @@ static void coroutine_fn job_entry(void *opaque)
 					     j->flags);
 		break;
 	case BLK_OP_BLOCK_STATUS:
-		j->ret = blk_co_block_status(j->img, j->offset, j->bytes,
+		j->ret = blk_co_block_status(j->img, j->offset, j->bytes, j->flags,
 					     &j->pnum, &j->is_data);
 		break;
 	case BLK_OP_TRUNCATE:
@@ -732,7 +732,28 @@ struct wn_state {
 	int calls;
 	int fail;
 	uint64_t last_off, last_bytes;
+	int after_calls;
+	enum blk_op after_op;
+	ssize_t after_ret;
+	const struct iovec *after_iov;
 };
+
+static void coroutine_fn wn_after_write(void *opaque, enum blk_op op,
+					uint64_t off, uint64_t bytes,
+					const struct iovec *iov, int iovcnt,
+					unsigned flags, ssize_t ret)
+{
+	struct wn_state *w = opaque;
+
+	(void)off;
+	(void)bytes;
+	(void)iovcnt;
+	(void)flags;
+	w->after_calls++;
+	w->after_op = op;
+	w->after_ret = ret;
+	w->after_iov = iov;
+}
 
 static int coroutine_fn wn_before_write(void *opaque, uint64_t off,
 					uint64_t bytes)
@@ -752,24 +773,123 @@ static void test_write_notifier(void **state)
 	struct fake fk = { 0 };
 	struct blk_image *img = open_fake(f, &fk);
 	struct wn_state w = { 0 };
-	struct blk_write_notifier n = { wn_before_write, &w, { 0 } };
+	struct blk_write_notifier n = {
+		.before_write = wn_before_write,
+		.after_write = wn_after_write,
+		.opaque = &w,
+	};
 	unsigned char buf[512];
 
 	blk_add_write_notifier(img, &n);
 	assert_int_equal(run(f, img, BLK_OP_WRITE, 1024, buf, 512, 0), 512);
+	assert_int_equal(w.after_calls, 1);
+	assert_int_equal(w.after_op, BLK_OP_WRITE);
+	assert_int_equal(w.after_ret, 512);
+	assert_non_null(w.after_iov);
 	assert_int_equal(run(f, img, BLK_OP_READ, 0, buf, 512, 0), 512);
 	assert_int_equal(run(f, img, BLK_OP_DISCARD, 4096, NULL, 100, 0), 0);
 	assert_int_equal(run(f, img, BLK_OP_WRITE_ZEROES, 8192, NULL, 7, 0),
 			 0);
 	assert_int_equal(w.calls, 3);
+	assert_int_equal(w.after_calls, 3);
+	assert_int_equal(w.after_op, BLK_OP_WRITE_ZEROES);
+	assert_null(w.after_iov);
 	assert_int_equal(w.last_off, 8192);
 	assert_int_equal(w.last_bytes, 7);
+	/* after_write sees the driver's error. */
+	fk.fail_next = -EIO;
+	assert_int_equal(run(f, img, BLK_OP_WRITE, 0, buf, 512, 0), -EIO);
+	assert_int_equal(w.after_ret, -EIO);
 	/* A failing notifier fails the write before the driver sees it. */
 	w.fail = -EPERM;
 	fk.nrec = 0;
+	w.after_calls = 0;
 	assert_int_equal(run(f, img, BLK_OP_WRITE, 0, buf, 512, 0), -EPERM);
 	assert_int_equal(fk.nrec, 0);
+	assert_int_equal(w.after_calls, 0);
+	/* Removed, it sees nothing more. */
+	blk_remove_write_notifier(&n);
+	w.fail = 0;
+	assert_int_equal(run(f, img, BLK_OP_WRITE, 0, buf, 512, 0), 512);
+	assert_int_equal(w.after_calls, 0);
 	blk_close(img);
+}
+
+/* A job's size lock: truncate EBUSY, writes past the end EFBIG. */
+static void test_size_lock(void **state)
+{
+	struct fixture *f = *state;
+	struct fake fk = { 0 };
+	struct blk_image *img = open_fake(f, &fk);
+	unsigned char buf[512] = { 0 };
+
+	assert_int_equal(blk_size_lock(img), 0);
+	assert_int_equal(blk_size_lock(img), -EBUSY);
+	assert_int_equal(run(f, img, BLK_OP_TRUNCATE, 2 * MiB, NULL, 0, 0),
+			 -EBUSY);
+	assert_int_equal(run(f, img, BLK_OP_WRITE, MiB - 256, buf, 512, 0),
+			 -EFBIG);
+	assert_int_equal(run(f, img, BLK_OP_WRITE_ZEROES, MiB, NULL, 1, 0),
+			 -EFBIG);
+	assert_int_equal(run(f, img, BLK_OP_ALLOCATE, MiB - 1, NULL, 2, 0),
+			 -EFBIG);
+	/* Inside the image everything still works. */
+	assert_int_equal(run(f, img, BLK_OP_WRITE, MiB - 512, buf, 512, 0),
+			 512);
+	assert_int_equal(run(f, img, BLK_OP_READ, MiB - 512, buf, 512, 0),
+			 512);
+	assert_int_equal(blk_get_size(img), MiB);
+	blk_size_unlock(img);
+	assert_int_equal(run(f, img, BLK_OP_WRITE, MiB - 256, buf, 512, 0),
+			 512);
+	assert_int_equal(blk_get_size(img), MiB + 256);
+	blk_close(img);
+}
+
+/*
+ * A redirected image hands new requests and those postponed at its drain
+ * gate to its successor, in their order.
+ */
+static void test_redirect(void **state)
+{
+	struct fixture *f = *state;
+	struct fake fa = { 0 }, fb = { 0 };
+	struct blk_image *a = open_fake(f, &fa), *b = open_fake(f, &fb);
+	unsigned char buf[512];
+	struct job jobs[3];
+	struct fake_rec rec[64];
+
+	blk_drained_begin(a);
+	fa.nrec = 0;
+	for (int i = 0; i < 3; i++) {
+		jobs[i] = (struct job){
+			.img = a, .op = BLK_OP_WRITE, .offset = i * 512u,
+			.buf = buf, .bytes = 512,
+		};
+		job_start(&jobs[i]);
+	}
+	blk_set_redirect(a, b);
+	blk_drained_end(a);
+	for (int i = 0; i < 3; i++) {
+		assert_true(wait_flag(f->ctx, &jobs[i].done));
+		assert_int_equal(jobs[i].ret, 512);
+	}
+	assert_int_equal(fake_rw(&fa, rec), 0);
+	assert_int_equal(fake_rw(&fb, rec), 3);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(rec[i].offset, i * 512u);
+	/* A late request on the old image goes to the new one too. */
+	assert_int_equal(run(f, a, BLK_OP_READ, 0, buf, 512, 0), 512);
+	assert_int_equal(fake_rw(&fb, rec), 4);
+	/* Retired, the old image's driver is never called again, and
+	 * requests still reach the new one. */
+	fa.nrec = 0;
+	blk_retire(a);
+	assert_int_equal(run(f, a, BLK_OP_WRITE, 0, buf, 512, 0), 512);
+	assert_int_equal(fa.nrec, 0);
+	assert_int_equal(fake_rw(&fb, rec), 5);
+	blk_close(a);
+	blk_close(b);
 }
 
 struct co_drain {
@@ -1114,6 +1234,10 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_notifier,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_size_lock, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_redirect, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_co_drain,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_allocate_info_reset,
