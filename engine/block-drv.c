@@ -452,6 +452,13 @@ int coroutine_fn blk_co_drv_block_status(struct blk_image *img, uint64_t off,
 		return 0;
 	}
 	w.bytes = VDISK_MIN(bytes, img->size - off);
+	if (img->fd < 0 && img->drv->co_block_status) {
+		ret = img->drv->co_block_status(img->drv_opaque, off, w.bytes,
+						pnum, is_data);
+		if (ret == 0 && (*pnum == 0 || *pnum > w.bytes))
+			return -EIO;    /* the driver broke its promise */
+		return ret;
+	}
 	if (img->fd < 0) {
 		*pnum = w.bytes;
 		*is_data = true;

@@ -284,9 +284,19 @@ static int coroutine_fn blk_co_notify_write(struct blk_req *r)
 			continue;
 		ret = n->before_write(n->opaque, r->offset, r->bytes);
 		if (ret < 0)
-			return ret;
+			goto unwind;
 	}
 	return 0;
+
+unwind:
+	/* The hooks that said yes hear how it ended, as always. */
+	for (struct blk_write_notifier *p = LIST_FIRST(&r->img->write_notifiers);
+	     p != n; p = LIST_NEXT(p, link)) {
+		if (p->after_write)
+			p->after_write(p->opaque, r->op, r->offset, r->bytes,
+				       r->iov, r->iovcnt, r->flags, ret);
+	}
+	return ret;
 }
 
 static void coroutine_fn blk_co_notify_written(struct blk_req *r,

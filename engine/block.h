@@ -83,6 +83,14 @@ struct blk_driver {
 	int coroutine_fn (*co_io)(void *opaque, enum blk_op op, uint64_t offset,
 				  uint64_t bytes, const struct iovec *iov,
 				  int iovcnt);
+	/*
+	 * Optional: whether [offset, offset + bytes) (inside the image,
+	 * bytes > 0) starts with data, and for how many bytes (0 < *pnum <=
+	 * bytes).  Without it everything is data.
+	 */
+	int coroutine_fn (*co_block_status)(void *opaque, uint64_t offset,
+					    uint64_t bytes, uint64_t *pnum,
+					    bool *is_data);
 };
 
 #define BLK_LAT_BUCKETS 32

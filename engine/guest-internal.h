@@ -6,12 +6,15 @@
  * pattern, the latency histogram and the broken chains of fault
  * injection.  Not for use outside the guest module and its tests.
  *
- * Threading: none of this keeps state of its own; a chain is built by the
- * thread that owns the struct vring_drv (vring.h).
+ * Threading: the building blocks keep no state of their own; a chain is
+ * built by the thread that owns the struct vring_drv (vring.h).  struct
+ * guest says who owns each of its fields.
  */
 #ifndef VDISK_GUEST_INTERNAL_H
 #define VDISK_GUEST_INTERNAL_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -122,19 +125,83 @@ bool guest_inject_needs_indirect(enum guest_inject kind);
 uint64_t guest_inject_scratch_bytes(unsigned num);
 
 /*
- * Add one broken chain of the given kind (a read of sector 0 whose
- * descriptors are then corrupted in guest memory; indirect says whether
- * the ordinary parts use an indirect table), using m's meta block and
- * data buffer and scratch (guest_inject_scratch_bytes).  The queue at
- * addrs has num entries; the kinds guest_inject_needs_indirect names
- * need VIRTIO_RING_F_INDIRECT_DESC negotiated (else the device reports
- * VRING_ERR_INDIRECT_FEATURE, or the add fails with -EINVAL).  Returns
- * the head, or -errno (-EINVAL for GUEST_INJECT_NONE).
+ * Add one broken chain of the given kind (a read of sector 0 that breaks
+ * one rule; indirect says whether LOOP, OUT_OF_BOUNDS and
+ * READ_AFTER_WRITE come through an indirect table, the other kinds choose
+ * for themselves), using m's meta block and data buffer and scratch
+ * (guest_inject_scratch_bytes).  The queue has num entries; the kinds
+ * guest_inject_needs_indirect names need VIRTIO_RING_F_INDIRECT_DESC
+ * negotiated, else the device reports VRING_ERR_INDIRECT_FEATURE.
+ * Returns the head, or -errno of vring_drv_add_raw, -EFAULT when m or
+ * scratch lies outside mem, -EINVAL for GUEST_INJECT_NONE.
  */
 int guest_inject_add(struct vring_drv *drv, struct vring_mem *mem,
-		     const struct vring_addrs *addrs, unsigned num,
-		     enum guest_inject kind, bool indirect,
+		     unsigned num, enum guest_inject kind, bool indirect,
 		     const struct guest_chain_mem *m, uint64_t scratch,
 		     void *token);
+
+/* ---- the guest itself (guest.c and guest-vcpu.c only) ------------------ */
+
+#define GUEST_NO_SLOT     UINT64_MAX
+#define GUEST_SEQ_UNKNOWN UINT64_MAX    /* a write failed: content unknown */
+#define GUEST_INJECT_AFTER 8u
+
+enum guest_phase { GUEST_PH_GET_ID, GUEST_PH_RUN, GUEST_PH_READBACK };
+
+/* One request slot of the iodepth: its guest memory and what it carries. */
+struct guest_req {
+	struct guest_chain_mem m;
+	struct guest_io io;
+	uint64_t slot;                  /* GUEST_NO_SLOT: FLUSH, GET_ID */
+	uint64_t seq;                   /* a write's sequence number */
+	uint64_t t0;                    /* when published */
+	struct guest_req *next_free;
+};
+
+/*
+ * Lock order: lock is a leaf (nothing is called while it is held).  The
+ * device belongs to the image's context: the guest reaches it only with
+ * loop_call_sync (setup, teardown) and vblk_get_stats (atomics).
+ */
+struct guest {
+	/* Set by guest_start before the vCPU starts, then read-only. */
+	struct blk_image *img;
+	struct loop *ctx;
+	struct guest_opts o;            /* region and seed resolved */
+	char serial[VIRTIO_BLK_ID_BYTES];
+	struct vring_mem *mem;
+	struct vring_addrs addrs;
+	uint64_t meta, data, scratch;   /* guest addresses (guest.c) */
+	uint32_t buf_bytes;             /* bs rounded up to 4 KiB */
+	struct vblk *dev;
+	uint64_t features;              /* negotiated */
+	bool indirect;                  /* requests use indirect tables */
+	uint64_t nslots;
+	int kick_fd, call_fd, stop_fd;
+	pthread_t thread;
+	bool thread_started;
+	atomic_bool stop, quit;         /* guest_stop, guest_free */
+
+	/* The vCPU thread's (guest_start's before it runs). */
+	struct vring_drv *drv;
+	struct guest_req *reqs, *free_reqs, *pending;
+	unsigned inflight;
+	uint64_t *slot_seq;             /* with verify only */
+	uint64_t *slot_busy;            /* bitmap */
+	uint64_t rng, next_seq, cursor, issued, writes_since_flush;
+	uint64_t inject_after;
+	uint64_t t_start, deadline;     /* deadline 0: none */
+	enum guest_phase phase;
+	bool id_sent, inject_accepted;
+	char inject_token;              /* its address marks the bad chain */
+	struct guest_lat lat;
+	struct guest_stats local;
+
+	pthread_mutex_t lock;
+	struct guest_stats st;          /* protected by lock */
+};
+
+/* The vCPU thread's body (guest-vcpu.c); g is a struct guest. */
+void *guest_vcpu_main(void *g);
 
 #endif /* VDISK_GUEST_INTERNAL_H */

@@ -14,11 +14,15 @@
  * on its sequence number, a flipped bit anywhere on the comparison; the
  * check regenerates the expected sector and compares all 512 bytes.
  *
- * Broken chains.  vring_drv_* only builds valid chains, so a broken one
- * is added as a valid read and then corrupted in guest memory before it
- * is published (the device reads nothing before that).  The driver keeps
- * its own copy of the chain's links, so it is never confused by what it
- * wrote; the chain simply never comes back.
+ * Broken chains.  Each is a read of sector 0 with one thing wrong, built
+ * descriptor by descriptor and added with vring_drv_add_raw (which takes
+ * the descriptors from the driver's free list and translates the next
+ * fields); the indirect tables are written here.  Only that one rule is
+ * broken, so the device must report exactly the matching vring_error: a
+ * loop goes back from the status to the data descriptor (back to the
+ * readable header would be a readable after a writable first), and
+ * TOO_LONG is a header followed by an indirect table of num valid
+ * entries.  The chain never comes back from a correct device.
  */
 #include "config.h"
 
@@ -249,146 +253,116 @@ uint64_t guest_inject_scratch_bytes(unsigned num)
 	return (uint64_t)num * sizeof(struct virtq_desc) + PAGE;
 }
 
-static void desc_get(const uint8_t *table, unsigned i, struct virtq_desc *d)
+/* A descriptor as it lies in guest memory (little-endian). */
+static struct virtq_desc desc_le(uint64_t addr, uint32_t len, uint16_t flags,
+				 uint16_t next)
 {
-	memcpy(d, table + (size_t)i * sizeof(*d), sizeof(*d));
-	d->addr = le64toh(d->addr);
-	d->len = le32toh(d->len);
-	d->flags = le16toh(d->flags);
-	d->next = le16toh(d->next);
-}
-
-static void desc_put(uint8_t *table, unsigned i, const struct virtq_desc *d)
-{
-	struct virtq_desc le = {
-		.addr = htole64(d->addr), .len = htole32(d->len),
-		.flags = htole16(d->flags), .next = htole16(d->next),
+	return (struct virtq_desc){
+		.addr = htole64(addr), .len = htole32(len),
+		.flags = htole16(flags), .next = htole16(next),
 	};
-
-	memcpy(table + (size_t)i * sizeof(le), &le, sizeof(le));
 }
 
-/* The index of the last descriptor of the chain at first in table. */
-static unsigned chain_last(const uint8_t *table, unsigned first)
-{
-	struct virtq_desc d;
-	unsigned i = first;
+#define F_N VIRTQ_DESC_F_NEXT
+#define F_W VIRTQ_DESC_F_WRITE
+#define F_I VIRTQ_DESC_F_INDIRECT
 
-	for (;;) {
-		desc_get(table, i, &d);
-		if (!(d.flags & VIRTQ_DESC_F_NEXT))
-			return i;
-		i = d.next;
-	}
+/* Write n descriptors at guest address addr. */
+static int put_table(struct vring_mem *mem, uint64_t addr,
+		     const struct virtq_desc *d, unsigned n)
+{
+	void *t = vring_mem_ptr(mem, addr, (uint64_t)n * sizeof(*d));
+
+	if (!t)
+		return -EFAULT;
+	memcpy(t, d, n * sizeof(*d));
+	return 0;
 }
 
 /*
- * TOO_LONG: the chain's second descriptor becomes an indirect table of
- * num valid entries at scratch, one data descriptor more than allowed.
+ * TOO_LONG's indirect table at scratch: num valid readable entries, so
+ * that with the header before it the chain holds num + 1 descriptors.
  */
-static int inject_too_long(struct vring_drv *drv, struct vring_mem *mem,
-			   uint8_t *desc, unsigned num,
-			   const struct guest_chain_mem *m, uint64_t scratch,
-			   void *token)
+static int put_long_table(struct vring_mem *mem, uint64_t scratch,
+			  unsigned num, uint64_t addr)
 {
-	struct vring_seg segs[2] = { { m->hdr, 16 }, { m->status, 1 } };
-	uint8_t *t = vring_mem_ptr(mem, scratch, 16 * (uint64_t)num);
-	struct virtq_desc d;
-	int head;
+	uint8_t *t = vring_mem_ptr(mem, scratch,
+				   (uint64_t)num * sizeof(struct virtq_desc));
 
 	if (!t)
 		return -EFAULT;
 	for (unsigned i = 0; i < num; i++) {
-		d = (struct virtq_desc){
-			.addr = m->hdr, .len = 0,
-			.flags = i + 1 < num ? VIRTQ_DESC_F_NEXT : 0,
-			.next = (uint16_t)(i + 1 < num ? i + 1 : 0),
-		};
-		desc_put(t, i, &d);
+		struct virtq_desc d = desc_le(addr, 0, i + 1 < num ? F_N : 0,
+					      (uint16_t)(i + 1 < num ? i + 1 : 0));
+
+		memcpy(t + (size_t)i * sizeof(d), &d, sizeof(d));
 	}
-	head = vring_drv_add(drv, segs, 1, 1, token);
-	if (head < 0)
-		return head;
-	d = (struct virtq_desc){ .addr = scratch,
-				 .len = 16 * num,
-				 .flags = VIRTQ_DESC_F_INDIRECT };
-	desc_put(desc, chain_last(desc, (unsigned)head), &d);
-	return head;
+	return 0;
 }
 
 int guest_inject_add(struct vring_drv *drv, struct vring_mem *mem,
-		     const struct vring_addrs *addrs, unsigned num,
-		     enum guest_inject kind, bool indirect,
+		     unsigned num, enum guest_inject kind, bool indirect,
 		     const struct guest_chain_mem *m, uint64_t scratch,
 		     void *token)
 {
-	uint8_t *desc = vring_mem_ptr(mem, addrs->desc, vring_desc_bytes(num));
-	uint8_t *table = vring_mem_ptr(mem, m->table,
-				       GUEST_TABLE_MAX * sizeof(struct virtq_desc));
-	struct guest_io io = {
-		.type = VIRTIO_BLK_T_IN, .data = m->data,
-		.len = VIRTIO_BLK_SECTOR, .writable = true,
-	};
-	struct guest_chain_mem bad = *m;
-	struct virtq_desc d;
-	uint8_t *t;
-	unsigned last;
-	int head;
+	struct virtio_blk_outhdr hdr = { .type = htole32(VIRTIO_BLK_T_IN) };
+	void *h = vring_mem_ptr(mem, m->hdr, sizeof(hdr));
+	uint8_t *st = vring_mem_ptr(mem, m->status, 1);
+	const uint32_t len = VIRTIO_BLK_SECTOR;
+	struct virtq_desc d[3];
+	unsigned n = 3;
+	int ret = 0;
 
-	if (!desc || !table)
+	if (!h || !st)
 		return -EFAULT;
-	if (guest_inject_needs_indirect(kind))
-		indirect = true;
-	switch (kind) {
-	case GUEST_INJECT_TOO_LONG:
-		return inject_too_long(drv, mem, desc, num, m, scratch, token);
-	case GUEST_INJECT_OUT_OF_BOUNDS:
-		/* The data buffer straddles the end of guest memory. */
-		io.data = mem->size - VIRTIO_BLK_SECTOR / 2;
-		return guest_chain_add(drv, mem, m, &io, indirect, token);
-	case GUEST_INJECT_READ_AFTER_WRITE:
-		/* Status before data; the data then loses its WRITE flag. */
-		bad.status = m->data;
-		io.data = m->status;
-		io.len = 1;
-		break;
-	case GUEST_INJECT_NONE:
-		return -EINVAL;
-	default:
-		break;
-	}
-	head = guest_chain_add(drv, mem, &bad, &io, indirect, token);
-	if (head < 0)
-		return head;
-	t = indirect ? table : desc;
-	last = indirect ? 2 : chain_last(desc, (unsigned)head);
+	memcpy(h, &hdr, sizeof(hdr));
+	*st = GUEST_STATUS_NONE;
+	/* A read of sector 0; next fields index d[] (vring_drv_add_raw). */
+	d[0] = desc_le(m->hdr, sizeof(hdr), F_N, 1);
+	d[1] = desc_le(m->data, len, F_W | F_N, 2);
+	d[2] = desc_le(m->status, 1, F_W, 0);
 	switch (kind) {
 	case GUEST_INJECT_LOOP:
-		desc_get(t, last, &d);
-		d.flags |= VIRTQ_DESC_F_NEXT;
-		d.next = indirect ? 0 : (uint16_t)head;
-		desc_put(t, last, &d);
+		/* Status back to data: writable after writable, so nothing
+		 * but the loop is wrong. */
+		d[2] = desc_le(m->status, 1, F_W | F_N, 1);
+		break;
+	case GUEST_INJECT_OUT_OF_BOUNDS:
+		/* The data buffer straddles the end of guest memory. */
+		d[1] = desc_le(mem->size - len / 2, len, F_W | F_N, 2);
 		break;
 	case GUEST_INJECT_READ_AFTER_WRITE:
-		desc_get(t, last, &d);
-		d.flags &= (uint16_t)~VIRTQ_DESC_F_WRITE;
-		desc_put(t, last, &d);
+		d[1] = desc_le(m->status, 1, F_W | F_N, 2);
+		d[2] = desc_le(m->data, len, 0, 0);
+		break;
+	case GUEST_INJECT_TOO_LONG:
+		ret = put_long_table(mem, scratch, num, m->hdr);
+		d[1] = desc_le(scratch, num * sizeof(d[0]), F_I, 0);
+		n = 2;
+		indirect = false;
 		break;
 	case GUEST_INJECT_NESTED_INDIRECT:
-		/* The data entry becomes an indirect table of its own. */
-		desc_get(table, 1, &d);
-		d.flags = VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT;
-		d.addr = scratch;
-		d.len = sizeof(d);
-		desc_put(table, 1, &d);
+		/* The data entry of the table is a table itself. */
+		d[1] = desc_le(scratch, sizeof(d[0]), F_I | F_N, 2);
+		indirect = true;
 		break;
 	case GUEST_INJECT_BAD_INDIRECT_LEN:
-		desc_get(desc, (unsigned)head, &d);
-		d.len += sizeof(d) / 2;
-		desc_put(desc, (unsigned)head, &d);
+		indirect = true;
 		break;
 	default:
-		break;
+		return -EINVAL;
 	}
-	return head;
+	if (ret < 0)
+		return ret;
+	if (indirect) {
+		/* d[] indices are the table's: it goes there as it is. */
+		ret = put_table(mem, m->table, d, n);
+		if (ret < 0)
+			return ret;
+		d[0] = desc_le(m->table, n * sizeof(d[0]), F_I, 0);
+		if (kind == GUEST_INJECT_BAD_INDIRECT_LEN)
+			d[0].len = htole32(n * sizeof(d[0]) + sizeof(d[0]) / 2);
+		n = 1;
+	}
+	return vring_drv_add_raw(drv, d, n, token);
 }

@@ -31,11 +31,15 @@
  * reaped, the guest publishes one broken chain of the asked kind, kicks,
  * and watches: the device must break the queue with the matching
  * vring_error (it then pushes nothing more and sends a configuration
- * interrupt).  The verdict says what happened, e.g. "queue broken:
- * descriptor chain loops (as expected)" or "device accepted the broken
- * chain"; only the latter kinds count as unexpected.  TOO_LONG,
- * NESTED_INDIRECT and BAD_INDIRECT_LEN negotiate indirect descriptors
- * whatever opts.indirect says: they cannot be expressed without.
+ * interrupt).  The verdict says what happened: "queue broken: descriptor
+ * chain loops (as expected)" when it did; "queue broken: X (expected:
+ * Y)", "device accepted the broken chain (expected: Y)" or "device did not
+ * react to the broken chain" (after 10 s) count as unexpected.  The run
+ * then ends DONE, without a read-back pass.  TOO_LONG, NESTED_INDIRECT
+ * and BAD_INDIRECT_LEN negotiate indirect descriptors whatever
+ * opts.indirect says: they cannot be expressed without.  A queue that
+ * breaks without an injection ends the run FAILED (-EIO), the verdict
+ * saying why.
  *
  * Threading: guest_start from any thread (it hands the device's setup to
  * the image's context with loop_call_sync, which runs at once when the
@@ -91,7 +95,9 @@ struct guest_opts {
 	uint64_t offset, region;       /* the area used, bytes, 512-aligned;
 					* region 0: up to the image's end */
 	uint64_t seconds;              /* run time, if requests is 0 (both
-					* 0: until guest_stop) */
+					* 0, run_ms too: until guest_stop) */
+	uint64_t run_ms;               /* run time in ms, instead of seconds
+					* when not 0 (and requests is 0) */
 	uint64_t requests;             /* stop after that many reads and
 					* writes (flushes not counted) */
 	unsigned rwmix_read;           /* percent of reads for RANDRW */
@@ -154,18 +160,21 @@ void guest_get_stats(struct guest *g, struct guest_stats *st);
 bool guest_finished(struct guest *g);
 
 /*
- * Ask the vCPU to stop issuing; it reaps what is in flight (unless the
- * queue is broken: nothing more comes back), then the test is STOPPED
- * (no read-back pass).  Returns at once.  Does nothing to a finished test.
+ * Ask the vCPU to stop issuing; it reaps what is in flight, then the test
+ * is STOPPED (no read-back pass; FAILED if the queue broke meanwhile, as
+ * nothing more comes back then).  Returns at once.  Does nothing to a
+ * finished test.
  */
 void guest_stop(struct guest *g);
 
 /*
  * Make the vCPU quit at once without waiting for what is in flight (it
  * may be the context thread calling, which completes those), join it,
- * stop the device in ctx (which completes and pushes them) and free
- * everything.  Any thread, the image's context thread included.  NULL
- * does nothing.
+ * stop the device in ctx (which completes and pushes them; requests held
+ * at the gate of a drained image finish when the drain ends, see
+ * vblk_stop) and free everything.  Any thread, the image's context thread
+ * included (from a bottom half or plain code).  The guest's statistics
+ * go with it: read them first.  NULL does nothing.
  */
 void guest_free(struct guest *g);
 

@@ -18,8 +18,10 @@
  *    the chunk again and it is copied once more.
  *  - in_flight: chunks being copied, and (write-blocking) chunks being
  *    written.  An operation never starts over an in-flight chunk, so two
- *    copies of one chunk never race at the target: the later one waits
- *    (m->inflight_waiters) for the earlier.
+ *    copies of one chunk never race at the target: the later one is not
+ *    started before the earlier ends (whose end kicks the main
+ *    coroutine); mirror_start_op looks past an area that starts in
+ *    flight.  Write-blocking writes wait on m->inflight_waiters.
  *
  * Write-blocking mode.  before_write waits until the write's chunks are not
  * in flight and marks them; after_write copies the write's own bytes to
@@ -117,7 +119,8 @@ struct mirror {
 	bool final_cancel;             /* ... ending in cancelled */
 	bool no_pivot;
 	bool ever_ready, consistent, pivoted;
-	bool drain_paused, backoff;
+	bool drain_paused;
+	uint64_t backoff_until;        /* ignore policy: no copy before */
 	int fail_err;                  /* fail the job with this */
 	enum mirror_side err_side;
 
@@ -188,7 +191,7 @@ static void mirror_error(struct mirror *m, enum mirror_side side, int err)
 		if (m->job.user_pauses == 0)
 			job_pause(&m->job, true);
 	} else {
-		m->backoff = true;
+		m->backoff_until = loop_now_ns() + MIRROR_BACKOFF_NS;
 	}
 	mirror_kick(m);
 }
@@ -235,13 +238,14 @@ static int mirror_op_iov(struct mirror_op *op, uint64_t off, uint64_t len,
 	while (len > 0) {
 		unsigned idx = (unsigned)(rel / g);
 		uint64_t in = rel % g, l = VDISK_MIN(g - in, len);
+		uint8_t *p = m->buf + (uint64_t)op->chunk[idx] * g + in;
 
 		/* Neighbouring chunks that are neighbours in memory merge. */
 		if (n > 0 && (uint8_t *)out[n - 1].iov_base +
-		    out[n - 1].iov_len == m->buf + (uint64_t)op->chunk[idx] * g + in) {
+		    out[n - 1].iov_len == p) {
 			out[n - 1].iov_len += l;
 		} else {
-			out[n].iov_base = m->buf + (uint64_t)op->chunk[idx] * g + in;
+			out[n].iov_base = p;
 			out[n].iov_len = l;
 			n++;
 		}
@@ -260,7 +264,8 @@ static bool mirror_op_is_zero(const struct mirror_op *op, uint64_t off,
 
 	while (len > 0) {
 		uint64_t in = rel % g, l = VDISK_MIN(g - in, len);
-		const uint8_t *p = m->buf + (uint64_t)op->chunk[rel / g] * g + in;
+		const uint8_t *p = m->buf +
+				   (uint64_t)op->chunk[rel / g] * g + in;
 
 		if (p[0] || memcmp(p, p + 1, l - 1))
 			return false;
@@ -418,7 +423,8 @@ static bool mirror_next_area(struct mirror *m, uint64_t *off, uint64_t *end)
  * Start one copy of the next dirty area if it can start now.  Returns
  * true if it did, false if the main coroutine must wait: for a kick
  * (nothing to do, all of it in flight, not enough free chunks) or, if
- * *delay is set, that many ns for the rate limit (only when limit).
+ * *delay is set, that many ns (the rate limit, only when limit; or out of
+ * memory).
  */
 static bool mirror_start_op(struct mirror *m, bool limit, uint64_t *delay)
 {
@@ -469,6 +475,7 @@ static bool mirror_start_op(struct mirror *m, bool limit, uint64_t *delay)
 	if (!co) {
 		free(op);
 		mirror_error(m, MIRROR_SIDE_TARGET, -ENOMEM);
+		*delay = MIRROR_BACKOFF_NS;     /* no kick may come */
 		return false;
 	}
 	op->m = m;
@@ -685,9 +692,8 @@ static bool mirror_idle(const struct mirror *m)
 /* The final sync with the source drained, then the switch. */
 static void coroutine_fn mirror_finish(struct mirror *m)
 {
-	int ret;
-
 	uint64_t delay;
+	int ret;
 
 	blk_co_drained_begin(m->src);
 	while (!m->cancel_now && !m->fail_err && !mirror_idle(m)) {
@@ -750,15 +756,17 @@ static void coroutine_fn mirror_co_main(void *opaque)
 	}
 
 	while (!m->cancel_now && !m->fail_err && !m->final_sync) {
-		uint64_t delay;
+		uint64_t delay, now;
 
 		if (m->job.state == JOB_PAUSED) {
 			mirror_wait(m, 0);
 			continue;
 		}
-		if (m->backoff) {
-			m->backoff = false;
-			mirror_wait(m, MIRROR_BACKOFF_NS);
+		/* A deadline, not a flag: the kicks of other operations
+		 * ending must not cut the back-off short. */
+		now = loop_now_ns();
+		if (now < m->backoff_until) {
+			mirror_wait(m, m->backoff_until - now);
 			continue;
 		}
 		if (mirror_idle(m)) {

@@ -111,18 +111,22 @@ struct mirror;
  * MIRROR_GRANULARITY_DEF or target_cluster if larger (up to the maximum);
  * buf_size MIRROR_BUF_SIZE_DEF, raised to the granularity.  -EINVAL for a
  * granularity that is no power of two in [MIN, MAX], a buf_size that is not
- * a multiple of it, a bad enum, a target smaller than the source or in
- * another context; -EBUSY if src already has a mirror; -ENOMEM.  From
- * here on the source's size is locked (block.h blk_size_lock).  ops and
- * opaque are borrowed until finished has run.
+ * a multiple of it or smaller than target_cluster, a target_cluster that
+ * is no power of two or above MIRROR_GRANULARITY_MAX (or above 1024
+ * granules), a bad enum, a target smaller than the source or the source
+ * itself; -EBUSY if src already has a mirror; -ENOMEM.  Both images must
+ * belong to the caller's context (block.h offers no way to check it).
+ * From here on the source's size is locked (block.h blk_size_lock).  ops
+ * (may be NULL) and opaque are borrowed until finished has run.
  */
 int mirror_start(struct blk_image *src, struct blk_image *target,
 		 const struct mirror_opts *o, const struct mirror_ops *ops,
 		 void *opaque, struct mirror **out);
 
 /*
- * Complete a ready job: -EBUSY if it has not been ready yet (or is
- * paused by a user), -EINVAL if it is completing or over.
+ * Complete a ready job (also one paused only by drains since it was
+ * ready): -EBUSY if it has not been ready yet or is paused by a user (or
+ * stopped by an error), -EINVAL if it is completing, cancelled or over.
  */
 int mirror_complete(struct mirror *m, bool no_pivot);
 
@@ -134,7 +138,10 @@ int mirror_complete(struct mirror *m, bool no_pivot);
  */
 int mirror_cancel(struct mirror *m, bool force);
 
-/* A user pause / resume.  -EINVAL if over, or resume without pause. */
+/*
+ * A user pause / resume (a resume also retries after a stop on error).
+ * -EINVAL if over, a pause while completing, or a resume without pause.
+ */
 int mirror_pause(struct mirror *m);
 int mirror_resume(struct mirror *m);
 

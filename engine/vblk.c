@@ -224,8 +224,9 @@ static void vblk_notify_bh(void *opaque)
 		return;
 	v->pushes = 0;
 	if (vring_dev_should_notify(v->vq)) {
-		vblk_irq(v);
+		/* Counted first: whoever saw the interrupt sees the count. */
 		count(&v->c.irqs_raised, 1);
+		vblk_irq(v);
 		n--;
 	}
 	count(&v->c.irqs_suppressed, n);
@@ -276,7 +277,8 @@ static void req_complete(struct vblk_req *r, uint8_t st)
 	else
 		count(&v->c.ops[r->op], 1);
 	/* After a break the guest gets nothing more: it must reset. */
-	if (!v->broken && vring_dev_push(v->vq, r->elem.head, r->used_len) == 0) {
+	if (!v->broken &&
+	    vring_dev_push(v->vq, r->elem.head, r->used_len) == 0) {
 		v->pushes++;
 		loop_bh_schedule(&v->notify_bh);
 	}
@@ -430,6 +432,8 @@ static int coroutine_fn do_dwz(struct vblk_req *r)
 		const struct virtio_blk_discard_write_zeroes *s = &r->segs[i];
 		uint64_t off = s->sector * VIRTIO_BLK_SECTOR;
 		uint64_t bytes = (uint64_t)s->num_sectors * VIRTIO_BLK_SECTOR;
+		unsigned flags = s->flags & VIRTIO_BLK_WZ_F_UNMAP ?
+				 BLK_REQ_UNMAP : 0;
 		int ret;
 
 		if (bytes == 0)
@@ -437,9 +441,7 @@ static int coroutine_fn do_dwz(struct vblk_req *r)
 		if (r->op == OP_DISCARD)
 			ret = blk_co_discard(r->v->img, off, bytes);
 		else
-			ret = blk_co_write_zeroes(r->v->img, off, bytes,
-						  s->flags & VIRTIO_BLK_WZ_F_UNMAP ?
-						  BLK_REQ_UNMAP : 0);
+			ret = blk_co_write_zeroes(r->v->img, off, bytes, flags);
 		if (ret == -EOPNOTSUPP)
 			return VIRTIO_BLK_S_UNSUPP;
 		if (ret < 0)
@@ -723,7 +725,8 @@ int vblk_start(struct vblk *v, unsigned num, const struct vring_addrs *addrs,
 	v->broken = false;
 	v->pushes = 0;
 	atomic_store_explicit(&v->c.broken, false, memory_order_relaxed);
-	atomic_store_explicit(&v->c.error, VRING_ERR_NONE, memory_order_relaxed);
+	atomic_store_explicit(&v->c.error, VRING_ERR_NONE,
+			      memory_order_relaxed);
 	atomic_store_explicit(&v->c.reason, NULL, memory_order_relaxed);
 	ret = vring_dev_setup(v->vq, addrs, features);
 	if (ret == -EIO) {

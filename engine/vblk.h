@@ -40,7 +40,9 @@
  *
  * Threading: every function runs in the image's context thread, outside a
  * coroutine (vblk_stop polls the context until the device is idle), except
- * vblk_get_stats, which any thread may call (the counters are atomics).
+ * vblk_get_stats, which any thread may call (the counters are atomics),
+ * and vblk_features (fixed at vblk_new; any thread that vblk_new's
+ * caller handed the device to).
  */
 #ifndef VDISK_VBLK_H
 #define VDISK_VBLK_H

@@ -98,6 +98,13 @@ static const struct ioc_desc ioc_descs[] = {
 			true),
 	[12] = IOC_DESC(VDISK_IOC_MIRROR_SET_SPEED,
 			struct vdisk_ioc_mirror_set_speed, true),
+	/* Not mutating as such: vringtest.c checks what each one needs. */
+	[13] = IOC_DESC(VDISK_IOC_VRING_TEST_START,
+			struct vdisk_ioc_vring_start, false),
+	[14] = IOC_DESC(VDISK_IOC_VRING_TEST_STATUS,
+			struct vdisk_ioc_vring_status, false),
+	[15] = IOC_DESC(VDISK_IOC_VRING_TEST_STOP,
+			struct vdisk_ioc_vring_stop, false),
 };
 
 /* The header every struct starts with. */
@@ -611,6 +618,11 @@ void vdfs_op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd,
 	case VDISK_IOC_STATS_RESET:
 		run_in_image_ctx(req, h->node, img, stats_reset_bh, in_buf,
 				 sizeof(struct vdisk_ioc_stats_reset));
+		break;
+	case VDISK_IOC_VRING_TEST_START:
+	case VDISK_IOC_VRING_TEST_STATUS:
+	case VDISK_IOC_VRING_TEST_STOP:
+		vdfs_vring_ioctl(req, h, img, cmd, in_buf, d->size);
 		break;
 	default:
 		vdfs_mirror_ioctl(req, h->node, img, cmd, in_buf, d->size);

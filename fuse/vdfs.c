@@ -64,7 +64,8 @@ static void close_fn(void *opaque)
 {
 	struct close_call *c = opaque;
 
-	/* A mirror job goes first: it holds the image. */
+	/* A vring test, then a mirror job go first: they hold the image. */
+	vdfs_vring_node_release(c->n);
 	vdfs_mirror_node_release(c->n);
 	c->img = c->n->img;
 	rcu_assign_pointer(c->n->img, NULL);

@@ -112,6 +112,8 @@ struct vdfs_node {
 	/* The image's context thread only (mirror.c): */
 	struct vdfs_mirror *mirror;    /* the current or last job */
 	struct vdfs_retired *retired;  /* what pivots left behind */
+	struct vdfs_vring *vring;      /* the current or last vring test
+					* (vringtest.c) */
 	atomic_bool pivoted;           /* served from a mirror target */
 	/*
 	 * A mirror job ran on the node: FORGET must not close the image
@@ -242,6 +244,24 @@ uint32_t vdfs_mirror_state(struct vdfs_node *n);
  * before the image is closed.
  */
 void vdfs_mirror_node_release(struct vdfs_node *n);
+
+/* ---- vringtest.c --------------------------------------------------- */
+
+/*
+ * The vring test commands (VDISK_IOC_VRING_TEST_*), after ioctl.c checked
+ * the struct (size bytes at in); checks the caller itself (a read-only
+ * workload needs no write handle).  Replies.  Worker thread.
+ */
+void vdfs_vring_ioctl(fuse_req_t req, struct vdfs_handle *h,
+		      struct blk_image *img, unsigned cmd, const void *in,
+		      size_t size);
+
+/*
+ * Free the node's vring test, stopping it at once if it runs.  Image's
+ * context thread, outside a coroutine, before the mirror's release (a
+ * test may use an image that a pivot retired).
+ */
+void vdfs_vring_node_release(struct vdfs_node *n);
 
 /* ioctl.c: end the handle's drain if it holds one (release). */
 void vdfs_drain_release(struct vdfs_handle *h);

@@ -79,6 +79,12 @@ int ctl_drain(const struct ctl_args *args);
  */
 int ctl_mirror(const struct ctl_args *args);
 
+/*
+ * The vring-test command (vdiskctl-vring.c): parses args->argc/argv,
+ * --help included.  Returns the exit status.
+ */
+int ctl_vring(const struct ctl_args *args);
+
 /* ---- inside the mirror command (vdiskctl-mirror*.c) -------------------- */
 
 /* A mirror command line, as parsed; strings borrowed from argv. */
@@ -142,5 +148,67 @@ int ctl_mirror_send_wait(const struct ctl_mirror_args *m, unsigned long cmd,
  */
 int ctl_mirror_report_end(const struct ctl_mirror_args *m,
 			  const struct vdisk_ioc_mirror_status *st);
+
+/* ---- inside the vring-test command (vdiskctl-vring*.c) ----------------- */
+
+/* A vring-test command line, as parsed; file borrowed from argv. */
+struct ctl_vring_args {
+	const char *file;
+	struct vdisk_ioc_vring_start start;   /* as sent (defaults made
+					       * explicit); test_id out */
+	uint32_t rwmix_read;            /* --rwmix-read as given */
+	bool event_idx, indirect;       /* --event-idx, --indirect */
+	bool json, status;              /* --json, --status */
+	bool started;                   /* start describes the test shown */
+};
+
+/* The names of the ABI's rw and inject values, as the options take them. */
+#define CTL_VRING_RW_NR     5
+#define CTL_VRING_INJECT_NR 7
+extern const char *const ctl_vring_rw_names[CTL_VRING_RW_NR];
+extern const char *const ctl_vring_inject_names[CTL_VRING_INJECT_NR];
+
+/* Is state (enum vdisk_vring_state) one a test ends in? */
+bool ctl_vring_final(uint32_t state);
+
+/*
+ * Report that the vring ioctl cmd on file failed with the positive errno
+ * err, with what the daemon means by it.  Returns EXIT_FAILURE.
+ */
+int ctl_vring_fail(const char *file, unsigned long cmd, int err);
+
+/* The progress line on stderr, on a terminal only (vdiskctl-vring-report.c). */
+struct ctl_vring_progress {
+	bool tty;
+	int drawn;                      /* length of the line on screen */
+	uint64_t id;
+	uint64_t last_ns, last_ops, last_bytes;   /* the last rate's sample */
+	double iops, mib_s;             /* over the last second or so */
+};
+
+void ctl_vring_progress_init(struct ctl_vring_progress *pr, uint64_t id);
+void ctl_vring_progress_show(struct ctl_vring_progress *pr,
+			     const struct vdisk_ioc_vring_status *st,
+			     uint64_t now_ns);
+/* Erase the line, if one is drawn. */
+void ctl_vring_progress_end(struct ctl_vring_progress *pr);
+
+/*
+ * Print st on stdout, as a table or (v->json) one JSON object; sig is
+ * the signal that stopped the test (0: none), gave_up whether vdiskctl
+ * stopped it for lack of progress.
+ */
+void ctl_vring_print(const struct ctl_vring_args *v,
+		     const struct vdisk_ioc_vring_status *st, int sig,
+		     bool gave_up);
+
+/*
+ * Print the results of the test v started (st: its final status), say on
+ * stderr what went wrong, and return the exit status: 128 + sig after a
+ * signal, 1 for a failure, else 0.
+ */
+int ctl_vring_report(const struct ctl_vring_args *v,
+		     const struct vdisk_ioc_vring_status *st, int sig,
+		     bool gave_up);
 
 #endif /* VDISKCTL_INTERNAL_H */

@@ -10,6 +10,7 @@
  *   drain --hold ... FILE       DRAIN_BEGIN, "drained", wait, DRAIN_END
  *                               (both in vdiskctl-drain.c)
  *   mirror SUBCOMMAND ...       the MIRROR_* commands (vdiskctl-mirror.c)
+ *   vring-test FILE [...]       the VRING_TEST_* commands (vdiskctl-vring.c)
  *
  * Mutating commands open the file O_WRONLY: the daemon refuses them on a
  * handle not opened for writing.  Exit status: 0 success, 1 the operation
@@ -449,6 +450,12 @@ static const struct ctl_cmd ctl_cmds[] = {
 		.usage = PROG " mirror SUBCOMMAND FILE [ARGS...] "
 			 "(see 'mirror --help')\n",
 		.help = "",             /* ctl_mirror prints its own */
+	},
+	{
+		.name = "vring-test", .run = ctl_vring, .own_args = true,
+		.usage = PROG " vring-test FILE [OPTIONS] "
+			 "(see 'vring-test --help')\n",
+		.help = "",             /* ctl_vring prints its own */
 	},
 };
 

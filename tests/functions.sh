@@ -57,6 +57,20 @@ fail ()
     exit 1
 }
 
+# fail_later MESSAGE...: print the message and go on; the test fails when
+# it exits.  For a check whose failure should not hide the checks after it.
+_failed_later=
+fail_later ()
+{
+    echo "$0: FAIL: $*" >&2
+    _failed_later=1
+}
+
+_check_failed_later ()
+{
+    [ -z "$_failed_later" ]
+}
+
 # A missing program under test is a build failure, not a skip.
 requires_programs ()
 {
@@ -148,6 +162,7 @@ _stop_watchdog ()
     [ ! -e "$_watchdog_flag" ]
 }
 cleanup_fn _stop_watchdog
+cleanup_fn _check_failed_later
 
 # ---- bounded polls ----------------------------------------------------------
 
@@ -183,6 +198,44 @@ info_json ()
         "import json, sys; d = json.load(sys.stdin); v = d$2; print(str(v).lower() if isinstance(v, bool) else v)"
 }
 
+# mirror_json FILE PYEXPR: print d PYEXPR of `vdiskctl mirror status --json
+# FILE`, e.g. mirror_json "$mnt/disk" '["state"]' (booleans as true/false).
+mirror_json ()
+{
+    local out
+    out=$("$VDISKCTL" mirror status "$1" --json) || return 1
+    printf '%s\n' "$out" | python3 -c \
+        "import json, sys; d = json.load(sys.stdin); v = d$2; print(str(v).lower() if isinstance(v, bool) else v)"
+}
+
+# mirror_state_is FILE STATE...: the image's mirror job is in one of STATE
+# (as `mirror status --json` names them: running, ready, paused...).
+mirror_state_is ()
+{
+    local file=$1 st; shift
+    st=$(mirror_json "$file" '["state"]') || return 1
+    local s
+    for s in "$@"; do
+        [ "$st" = "$s" ] && return 0
+    done
+    return 1
+}
+
+# ctl_expect STATUS PATTERN ARGS...: run `vdiskctl ARGS...` (stopped after
+# 60 s) and require exit status STATUS and, for a PATTERN that is not
+# empty, a line of its stderr matching the extended regular expression
+# PATTERN.  Its output stays in $tmpdir/ctl.out and $tmpdir/ctl.err.
+ctl_expect ()
+{
+    local want=$1 pattern=$2 rc=0; shift 2
+    timeout 60 "$VDISKCTL" "$@" >"$tmpdir/ctl.out" 2>"$tmpdir/ctl.err" || rc=$?
+    [ "$rc" -eq "$want" ] ||
+        fail "vdiskctl $*: exit $rc, want $want ($(head -n 3 "$tmpdir/ctl.err"))"
+    if [ -n "$pattern" ] && ! grep -Eq -- "$pattern" "$tmpdir/ctl.err"; then
+        fail "vdiskctl $*: stderr '$(head -n 3 "$tmpdir/ctl.err")' does not match '$pattern'"
+    fi
+}
+
 # start_hold FILE [OPTIONS...]: start `vdiskctl drain --hold OPTIONS FILE`
 # as a coprocess whose stdin is a pipe this shell keeps open, and wait (with
 # a limit) until it prints "drained".  Sets hold_pid, hold_in (write end:
@@ -205,6 +258,25 @@ start_hold ()
 end_hold_fds ()
 {
     exec {hold_in}>&- {hold_out}<&-
+}
+
+# ---- privileges -------------------------------------------------------------
+
+# requires_root: skip unless the test runs as root (it mounts a tmpfs, or
+# acts as another user).
+requires_root ()
+{
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "$0: SKIP: needs root"
+        exit 77
+    fi
+}
+
+# as_nobody CMD [ARGS...]: run CMD as the user nobody (group nogroup, no
+# supplementary groups).  Needs root.
+as_nobody ()
+{
+    setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"
 }
 
 # ---- images -----------------------------------------------------------------

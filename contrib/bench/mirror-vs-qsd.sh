@@ -45,7 +45,7 @@ with four tools:
            then vdiskctl mirror start MNT/IMG T/target --sync full
            --mode MODE (vdiskctl creates the target); ready is seen by a
            small C program, built here against src/vdisk-ioctl.h, that
-           polls VDISK_IOC_MIRROR_STATUS every ms (vdiskctl mirror wait
+           polls VDISK_IOC_MIRROR_STATUS every 2 ms (vdiskctl mirror wait
            polls every 100 ms, too coarse for a 1 s copy; it is the
            fallback when no C compiler or header is found)
   qsd      qemu-storage-daemon with the image as a file node (aio=native,
@@ -58,8 +58,10 @@ with four tools:
   cp       cp --sparse=always IMG T/target, then sync T/target (fsync; the
            time includes it, or cp would measure the page cache)
 
-Caches are dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before each
-measurement.  Speed is the image size divided by the time to ready, on both
+The time runs from just before the start (vdiskctl mirror start; QMP
+blockdev-mirror) to the moment ready is seen; for dd and cp, the whole
+command.  Caches are dropped (sync; echo 3 > /proc/sys/vm/drop_caches)
+before each measurement.  Speed is the image size divided by the time to ready, on both
 images (so on the half-hole image it counts the holes as copied).  With
 --repeat N, each case is measured N times, the repetitions interleaved,
 and the table shows the median time.
@@ -67,8 +69,8 @@ and the table shows the median time.
 Under the writer, the writer is fio with --ioengine=libaio --direct=1
 --rw=randwrite --bs=4k --iodepth=4 --norandommap, started $warmup s before
 the mirror: through the FUSE mount for vdiskfs; for qemu-storage-daemon
-through an NBD export of the source node (nbd-server over a unix socket,
-block-export-add type=nbd) with fio --ioengine=nbd, because qsd 7.2
+through an NBD export of the source node (--nbd-server on a unix socket,
+--export type=nbd,writable=on) with fio --ioengine=nbd, because qsd 7.2
 refuses to mirror a node that its writable FUSE export serves.  The wait
 for ready is bounded by --writer-seconds; a job that is not ready by then
 is reported as "no ready in Ns" (background mode may never converge
@@ -186,7 +188,6 @@ targets=$work/targets          # vdiskfs mirror_dir; every tool's target
 mnt=$work/mnt
 run=$work/run                  # sockets, logs, fio output
 results=$work/results
-[ ${#run} -lt 90 ] || die "--workdir path too long for a unix socket"
 vdiskfs_pid=
 qsd_pid=
 fio_pid=
@@ -227,10 +228,12 @@ cleanup ()
 {
     local rc=$?
     trap - EXIT INT TERM
-    stop_pid "$fio_pid"
+    # a job first: a stuck one may hold the writer's requests
     if [ -n "$vd_job" ]; then
-        timeout 10 "$vdiskctl" mirror cancel "$vd_job" --force >/dev/null 2>&1 || true
+        timeout 15 "$vdiskctl" mirror cancel "$vd_job" --force --timeout 10 \
+            >/dev/null 2>&1 || true
     fi
+    stop_pid "$fio_pid"
     stop_pid "$vdiskfs_pid" "$mnt"
     stop_pid "$qsd_pid"
     if [ "$keep" = 1 ]; then
@@ -244,6 +247,7 @@ cleanup ()
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+[ ${#run} -lt 90 ] || die "--workdir path too long for a unix socket"
 
 mkdir -p "$images" "$targets" "$mnt" "$run"
 : > "$results"
@@ -332,8 +336,8 @@ class QMP:
 
 sock, target, mode, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 res = {"ready": False, "secs": None, "len": None, "error": None}
-q = QMP(sock)
 try:
+    q = QMP(sock)
     q.cmd("blockdev-add", driver="raw", **{"node-name": "tgt"},
           file={"driver": "file", "filename": target, "aio": "native",
                 "cache": {"direct": True}})
@@ -437,8 +441,15 @@ start_qsd ()
         --monitor chardev=qmp0 \
         >"$run/qsd.log" 2>&1 </dev/null &
     qsd_pid=$!
-    qsd_up () { [ -S "$run/qmp.sock" ] && { [ "$nbd" = 0 ] || [ -S "$run/nbd.sock" ]; }; }
-    wait_for 20 qsd_up || { cat "$run/qsd.log" >&2; echo "$prog: qemu-storage-daemon did not start" >&2; exit 1; }
+    qsd_up () {
+        kill -0 "$qsd_pid" 2>/dev/null || return 0     # died: stop waiting
+        [ -S "$run/qmp.sock" ] && { [ "$nbd" = 0 ] || [ -S "$run/nbd.sock" ]; }
+    }
+    if ! wait_for 20 qsd_up || ! kill -0 "$qsd_pid" 2>/dev/null; then
+        cat "$run/qsd.log" >&2
+        echo "$prog: qemu-storage-daemon did not start" >&2
+        exit 1
+    fi
 }
 
 stop_qsd () { stop_pid "$qsd_pid"; qsd_pid=; }
@@ -456,7 +467,8 @@ qsd_mirror ()
         start_writer --ioengine=nbd --uri="nbd+unix:///src?socket=$run/nbd.sock" ||
             { stop_qsd; record "$row" qsd "$rep" fail 0 error=writer; return 0; }
     fi
-    out=$(python3 "$run/qmp.py" "$run/qmp.sock" "$tgt" "$mode" "$limit")
+    out=$(python3 "$run/qmp.py" "$run/qmp.sock" "$tgt" "$mode" "$limit" 2>>"$run/qmp.log") ||
+        out='{"ready": false, "error": "qmp.py failed, see run/qmp.log"}'
     [ -z "$writer" ] || iops=$(stop_writer)
     stop_qsd
     ready=$(json_get "$out" ready) secs=$(json_get "$out" secs) err=$(json_get "$out" error)
@@ -482,7 +494,7 @@ vd_state () { "$vdiskctl" mirror status "$1" --json 2>/dev/null | python3 -c "im
 vd_final () { case $(vd_state "$1") in concluded|failed|cancelled|none) return 0 ;; *) return 1 ;; esac; }
 
 # build_readywait: $run/readywait FILE TIMEOUT_S polls the mirror status
-# of FILE every ms until the job is ready (exit 0, prints the
+# of FILE every 2 ms until the job is ready (exit 0, prints the
 # CLOCK_REALTIME ns it saw it at and bytes_done), is over (exit 1) or
 # TIMEOUT_S has passed (exit 3).
 build_readywait ()
@@ -514,7 +526,7 @@ static unsigned long long now_ns(clockid_t c)
 int main(int argc, char **argv)
 {
 	struct vdisk_ioc_mirror_status st;
-	struct timespec ms = { 0, 1000000 };
+	struct timespec ms = { 0, 2000000 };
 	unsigned long long deadline;
 	int fd;
 
@@ -563,8 +575,8 @@ EOF_C
 start_vdiskfs ()
 {
     if build_readywait; then
-        ready_how="VDISK_IOC_MIRROR_STATUS every 1 ms (built here against vdisk-ioctl.h)"
-        echo "ready seen by $readywait (1 ms polls)"
+        ready_how="VDISK_IOC_MIRROR_STATUS every 2 ms (built here against vdisk-ioctl.h)"
+        echo "ready seen by $readywait (2 ms polls)"
     else echo "no C poller (see $run/readywait.log); ready seen by vdiskctl mirror wait (100 ms polls)"; fi
     echo "mounting vdiskfs ($vdiskfs) at $mnt, mirror_dir=$targets"
     "$vdiskfs" -o aio=native -o cache=none -o "mirror_dir=$targets" -f \
@@ -578,7 +590,7 @@ start_vdiskfs ()
 vd_mirror ()
 {
     local row=$1 rep=$2 img=$3 mode=$4 limit=$5 writer=${6:-} tgt=$targets/vdiskfs.img
-    local file=$mnt/${3##*/} t0 t1 out secs='' state iops='' rc=0 copied='?'
+    local file=$mnt/${3##*/} t0 t1 out secs='' state iops='' rc=0 copied='?' stuck=0
     rm -f "$tgt"
     drop_caches
     if [ -n "$writer" ]; then
@@ -608,10 +620,19 @@ vd_mirror ()
         [ -n "$readywait" ] ||
             copied=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['bytes_done'])" \
                 "$run/vd-status.json" 2>/dev/null || echo "?")
-        # after ready: a final sync, the target stays a consistent copy
-        if [ "$state" = ready ]; then "$vdiskctl" mirror cancel "$file" >>"$run/vd-wait.log" 2>&1 || true
-        else "$vdiskctl" mirror cancel "$file" --force >>"$run/vd-wait.log" 2>&1 || true; fi
-        wait_for 60 vd_final "$file" || echo "    vdiskfs: job still there 60 s after cancel" >&2
+        # after ready: a final sync, the target stays a consistent copy;
+        # each cancel bounded, then --force
+        if [ "$state" = ready ] &&
+           ! timeout 40 "$vdiskctl" mirror cancel "$file" --timeout 30 \
+                >>"$run/vd-wait.log" 2>&1; then
+            stuck=1
+            echo "    vdiskfs: cancel after ready not over in 30 s, forcing" >&2
+        fi
+        if [ "$state" != ready ] || [ "$stuck" = 1 ]; then
+            timeout 40 "$vdiskctl" mirror cancel "$file" --force --timeout 30 \
+                >>"$run/vd-wait.log" 2>&1 || true
+        fi
+        wait_for 30 vd_final "$file" || echo "    vdiskfs: job still there after cancel --force" >&2
         vd_job=
     else
         state="start failed: $(tr '\n' ' ' <"$run/vd-start.log")"
@@ -619,14 +640,14 @@ vd_mirror ()
     [ -z "$writer" ] || iops=$(stop_writer)
     if [ "$rc" = 0 ] && [ "$state" = ready ]; then
         record "$row" vdiskfs "$rep" ok "$secs" alloc="$(alloc_bytes "$tgt")" \
-            copied="$copied" ${iops:+iops=$iops}
+            copied="$copied" stuck="$stuck" ${iops:+iops=$iops}
         printf ' vdiskfs %.2fs' "$secs" >&2
         [ -n "$writer" ] || verify_copy "$row" vdiskfs "$rep" "$img" "$tgt"
     elif case $state in running|paused|created) true ;; *) false ;; esac; then
-        record "$row" vdiskfs "$rep" timeout "$limit" ${iops:+iops=$iops}
+        record "$row" vdiskfs "$rep" timeout "$limit" stuck="$stuck" ${iops:+iops=$iops}
         printf ' vdiskfs no-ready' >&2
     else
-        record "$row" vdiskfs "$rep" fail 0 ${iops:+iops=$iops}
+        record "$row" vdiskfs "$rep" fail 0 stuck="$stuck" ${iops:+iops=$iops}
         echo "    vdiskfs: wait exit $rc, state $state: $(tr '\n' ' ' <"$run/vd-wait.log")" >&2
     fi
     rm -f "$tgt"
@@ -825,8 +846,14 @@ for mode in ("background", "write-blocking"):
         mode, copied(row, "vdiskfs"), copied(row, "qsd")))
 for mode in ("background", "write-blocking"):
     row = "writer-" + mode
-    print("| writer IOPS, from %d s before the %s mirror to its ready | %s | %s | – | – |" % (
+    print("| writer IOPS over its run (%d s warm-up, %s mirror to ready, cancel) | %s | %s | – | – |" % (
         2, mode, iops(row, "vdiskfs"), iops(row, "qsd")))
+stuck = ["%s rep %d" % (row, i + 1) for (row, tool), r in sorted(runs.items())
+         if tool == "vdiskfs" for i, (_, _, x) in enumerate(r) if x.get("stuck") == "1"]
+if stuck:
+    print()
+    print("vdiskfs: cancel after ready (final sync, no pivot) did not end within "
+          "30 s, forced with --force: %s" % ", ".join(stuck))
 bad = ["%s %s" % k for k, v in sorted(verified.items()) if "DIFFERS" in v]
 checked = sorted("%s %s" % k for k in verified)
 if checked:

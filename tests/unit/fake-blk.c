@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The RAM-backed fake block driver of the unit tests (see fake-blk.h).
+ * The RAM-backed fake block driver of the unit tests, and a fake guest
+ * that sends it requests (see fake-blk.h).  Coroutines here never call
+ * cmocka: they record, and the test asserts.
  */
 #include "config.h"
 
@@ -217,4 +219,125 @@ bool fake_blk_allocated(const struct fake_blk *fk, uint64_t off,
 		if (fk->alloc[b])
 			return true;
 	return false;
+}
+
+void fake_blk_map(const struct fake_blk *fk, uint64_t g, bool *map)
+{
+	for (uint64_t i = 0; i < DIV_ROUND_UP(fk->size, g); i++)
+		map[i] = fake_blk_allocated(fk, i * g, g);
+}
+
+void fake_blk_copy(struct fake_blk *dst, const struct fake_blk *src)
+{
+	memcpy(dst->data, src->data, src->size);
+	memcpy(dst->alloc, src->alloc, DIV_ROUND_UP(src->size, FAKE_BLK_BLOCK));
+}
+
+/* ---- the fake guest ----------------------------------------------------- */
+
+void fake_poll_some(struct loop *ctx)
+{
+	for (int i = 0; i < 50; i++) {
+		if (!loop_poll(ctx, false))
+			usleep(100);
+	}
+}
+
+static void coroutine_fn fake_io_entry(void *opaque)
+{
+	struct fake_io *io = opaque;
+	struct iovec v = { io->buf, io->len };
+
+	switch (io->op) {
+	case BLK_OP_WRITE:
+		io->ret = blk_co_pwritev(io->img, io->off, &v, 1, 0);
+		break;
+	case BLK_OP_READ:
+		io->ret = blk_co_preadv(io->img, io->off, &v, 1, 0);
+		break;
+	case BLK_OP_WRITE_ZEROES:
+		io->ret = blk_co_write_zeroes(io->img, io->off, io->len, 0);
+		break;
+	case BLK_OP_DISCARD:
+		io->ret = blk_co_discard(io->img, io->off, io->len);
+		break;
+	case BLK_OP_TRUNCATE:
+		io->ret = blk_co_truncate(io->img, io->off);
+		break;
+	default:
+		io->ret = -EINVAL;
+		break;
+	}
+	io->done = true;
+}
+
+bool fake_io_start(struct fake_io *io)
+{
+	struct coroutine *co = co_create(fake_io_entry, io);
+
+	if (!co)
+		return false;
+	io->done = false;
+	co_enter(co);
+	return true;
+}
+
+ssize_t fake_io_run(struct loop *ctx, struct blk_image *img, enum blk_op op,
+		    uint64_t off, void *buf, uint64_t len)
+{
+	struct fake_io io = { img, op, off, len, buf, 0, false };
+
+	if (!fake_io_start(&io))
+		return -ENOMEM;
+	if (!FAKE_WAIT_FOR(ctx, io.done))
+		abort();        /* io lives on this stack: cannot go on */
+	return io.ret;
+}
+
+static void coroutine_fn fake_writer_entry(void *opaque)
+{
+	struct fake_writer *w = opaque;
+	uint64_t size = blk_get_size(w->img);
+	uint8_t *buf = malloc(FAKE_WRITER_MAX);
+
+	for (int i = 0; buf && i < w->n; i++) {
+		uint64_t r = fake_rng(&w->seed);
+		uint64_t off = (r >> 20) % size;
+		uint64_t len = VDISK_MIN(1 + r % FAKE_WRITER_MAX, size - off);
+		struct iovec v = { buf, len };
+		ssize_t ret;
+
+		switch ((r >> 60) % 8) {
+		case 0:
+			ret = blk_co_write_zeroes(w->img, off, len, 0);
+			break;
+		case 1:
+			ret = blk_co_discard(w->img, off, len);
+			break;
+		default:
+			for (uint64_t k = 0; k < len; k++)
+				buf[k] = (uint8_t)(fake_rng(&w->seed) >> 40);
+			ret = blk_co_pwritev(w->img, off, &v, 1, 0);
+			break;
+		}
+		if (ret < 0)
+			w->errors++;
+		if (w->each)
+			w->each(w->opaque);
+	}
+	if (!buf)
+		w->errors++;
+	free(buf);
+	w->done = true;
+}
+
+bool fake_writer_start(struct fake_writer *w)
+{
+	struct coroutine *co = co_create(fake_writer_entry, w);
+
+	if (!co)
+		return false;
+	w->done = false;
+	co_enter(co);
+	return true;
 }

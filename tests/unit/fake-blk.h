@@ -23,6 +23,9 @@
  *    and discards not aligned to check_align (if set).  An optional hook
  *    sees every request as it arrives.
  *
+ * Besides the driver, a fake guest: requests from coroutines and a random
+ * writer, with FAKE_WAIT_FOR to poll until a condition holds.
+ *
  * Threading: everything runs in the thread of the context the image was
  * opened in, like the image itself.
  */
@@ -32,9 +35,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <unistd.h>
+
 #include "block.h"
 #include "coroutine.h"
 #include "loop.h"
+#include "test-util.h"
 
 #define FAKE_BLK_BLOCK   4096u
 #define FAKE_BLK_FOREVER UINT32_MAX
@@ -94,7 +100,73 @@ void fake_blk_release_all(struct fake_blk *fk);
 bool fake_blk_allocated(const struct fake_blk *fk, uint64_t off,
 			uint64_t len);
 
+/* map[i]: whether granule i (of g bytes) holds an allocated block. */
+void fake_blk_map(const struct fake_blk *fk, uint64_t g, bool *map);
+
+/* Make dst's data and allocation a copy of src's (same size). */
+void fake_blk_copy(struct fake_blk *dst, const struct fake_blk *src);
+
 /* xorshift64*: the tests' pseudo-random numbers. */
 uint64_t fake_rng(uint64_t *s);
+
+/* ---- a fake guest: requests from coroutines, polled for ---------------- */
+
+/*
+ * Poll ctx until cond holds or TEST_WAIT_LIMIT_NS passes; the value of
+ * cond.  From the test's own (plain) code only.
+ */
+#define FAKE_WAIT_FOR(ctx, cond)                                           \
+	({                                                                 \
+		unsigned long long end_ = test_now_ns() + TEST_WAIT_LIMIT_NS; \
+		while (!(cond) && test_now_ns() < end_) {                  \
+			if (!loop_poll((ctx), false))                      \
+				usleep(20);                                \
+		}                                                          \
+		(bool)(cond);                                              \
+	})
+
+/* Poll ctx a few ms without expecting anything. */
+void fake_poll_some(struct loop *ctx);
+
+/*
+ * One request (read, write, write-zeroes, discard, truncate to off) run by
+ * a coroutine of its own; ret and done tell how it ended.  buf is borrowed
+ * until done.
+ */
+struct fake_io {
+	struct blk_image *img;
+	enum blk_op op;
+	uint64_t off, len;
+	void *buf;
+	ssize_t ret;
+	bool done;
+};
+
+/* Start io; false if no coroutine could be made. */
+bool fake_io_start(struct fake_io *io);
+
+/* Run one request to its end: its result, or -ETIMEDOUT past the limit. */
+ssize_t fake_io_run(struct loop *ctx, struct blk_image *img, enum blk_op op,
+		    uint64_t off, void *buf, uint64_t len);
+
+/*
+ * A guest that sends n requests one after the other to random places of
+ * img: writes of random bytes (1 byte to FAKE_WRITER_MAX), and one in four
+ * a write-zeroes or a discard.  each(opaque), if set, runs after each.
+ */
+#define FAKE_WRITER_MAX (48u * 1024)
+
+struct fake_writer {
+	struct blk_image *img;
+	uint64_t seed;
+	int n;
+	void (*each)(void *opaque);
+	void *opaque;
+	int errors;                     /* requests that failed */
+	bool done;
+};
+
+/* Start w; false if no coroutine could be made. */
+bool fake_writer_start(struct fake_writer *w);
 
 #endif /* VDISK_FAKE_BLK_H */
