@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Shared between block.c (the request path) and block-drv.c (the file
- * drivers and O_DIRECT alignment).  Not for use outside the block module.
+ * Shared between block.c (the request path), block-drain.c (drain,
+ * notifiers, size lock, redirect) and block-drv.c (the file drivers and
+ * O_DIRECT alignment).  Not for use outside the block module.
  *
  * Threading: as block.h; every field of struct blk_image belongs to the
  * image's context thread.
@@ -47,6 +48,12 @@ struct blk_image {
 	bool size_locked;               /* blk_size_lock */
 	struct blk_image *redirect;     /* blk_set_redirect */
 };
+/*
+ * Flush img with BLK_REQ_INTERNAL, which passes a closed drain gate (a
+ * drain's own flush).  0 or -errno.  In img's context, in a coroutine.
+ */
+int coroutine_fn blk_co_flush_internal(struct blk_image *img);
+
 /* The built-in drivers; their opaque is the image. */
 extern const struct blk_driver blk_drv_threads;
 extern const struct blk_driver blk_drv_native;

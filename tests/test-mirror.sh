@@ -133,7 +133,7 @@ cmp "$images/disk.img" "$mirror/t1.img" ||
 cmp -s "$images/disk.img" "$tmpdir/disk.orig" &&
     fail "the writer changed nothing (the checks above prove nothing)"
 verify_through_mount "after the pivot"
-cmp "$f" "$mirror/t1.img" || fail "the mount does not read the target"
+cmp_mounted "$f" "$mirror/t1.img" || fail "the mount does not read the target"
 src_sum=$(sum "$images/disk.img")
 
 # ---- 2. the pivot survives a restart ---------------------------------------
@@ -145,7 +145,7 @@ mount_vdiskfs -o mirror_dir="$mirror"
     fail_later "info: pivoted is false after a restart, yet the backing is the target"
 [ "$(ls "$mnt" | tr '\n' ' ')" = "disk.img small.img " ] ||
     fail "listing after restart: $(ls -A "$mnt" | tr '\n' ' ')"
-cmp "$f" "$mirror/t1.img" || fail "after a restart the mount does not read the target"
+cmp_mounted "$f" "$mirror/t1.img" || fail "after a restart the mount does not read the target"
 "$VDISKCTL" stats-reset "$f"
 verify_through_mount "after the restart"
 head -c 1M /dev/urandom > "$tmpdir/pattern"
@@ -169,7 +169,7 @@ stop_writers
 t1_sum=$(sum "$mirror/t1.img")
 "$VDISKCTL" stats-reset "$f"
 verify_through_mount "after a pivot under load"
-cmp "$f" "$mirror/t2.img" || fail "the mount does not read the new target"
+cmp_mounted "$f" "$mirror/t2.img" || fail "the mount does not read the new target"
 
 # ---- 4. background under a heavy writer: exact once the writer stops ------
 start_writers noise
@@ -186,7 +186,7 @@ cmp "$mirror/t2.img" "$mirror/t3.img" ||
 t2_sum=$(sum "$mirror/t2.img")
 "$VDISKCTL" stats-reset "$f"
 verify_through_mount "after a background mirror under load"
-cmp "$f" "$mirror/t3.img" || fail "the mount does not read the third target"
+cmp_mounted "$f" "$mirror/t3.img" || fail "the mount does not read the third target"
 
 # ---- 5. --no-pivot -----------------------------------------------------
 s=$mnt/small.img
@@ -211,7 +211,7 @@ cmp -n 2M -i 10M:0 "$images/small.img" /dev/zero ||
     fail "no-pivot: a later write did not reach the source"
 [ "$(sum "$mirror/small-copy.img")" = "$copy_sum" ] ||
     fail "no-pivot: a later write reached the target"
-cmp "$s" "$images/small.img"
+cmp_mounted "$s" "$images/small.img"
 
 # ---- 6. a restart: the last pivot wins; old sources untouched ----------
 # (Two pivots in one run of the daemon: it must also exit cleanly.)
@@ -219,11 +219,11 @@ unmount_vdiskfs || fail_later "the daemon did not exit cleanly after two pivots"
 mount_vdiskfs -o mirror_dir="$mirror"
 [ "$(backing "$f")" = "$mirror/t3.img" ] ||
     fail "after three pivots and a restart the backing is '$(backing "$f")'"
-cmp "$f" "$mirror/t3.img"
+cmp_mounted "$f" "$mirror/t3.img"
 [ "$(sum "$images/disk.img")" = "$src_sum" ] || fail "the first source changed"
 [ "$(sum "$mirror/t1.img")" = "$t1_sum" ] || fail "t1 changed after the image left it"
 [ "$(sum "$mirror/t2.img")" = "$t2_sum" ] || fail "t2 changed after the image left it"
 # --no-pivot recorded nothing: small.img is still served from its source.
 [ "$(backing "$s")" = "$images/small.img" ] || fail "no-pivot: backing after restart"
-cmp "$s" "$images/small.img"
+cmp_mounted "$s" "$images/small.img"
 unmount_vdiskfs

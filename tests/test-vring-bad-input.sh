@@ -22,6 +22,7 @@ VDISK_TEST_TIMEOUT=180
 VDISK_TEST_TMPBASE=/tmp
 source "$top_srcdir/tests/functions.sh"
 requires_fuse
+requires_root
 requires setpriv python3
 requires_programs
 
@@ -216,7 +217,6 @@ wait_until "$VDISK_WAIT_LIMIT" test "$(st_field '["state"]')" != running ||
     fail "the probes' tests did not stop"
 
 # ---- another user ---------------------------------------------------------
-as_nobody () { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
 rc=0
 as_nobody "$VDISKCTL" vring-test "$f" --rw randwrite --requests 10 \
     > "$tmpdir/out" 2>&1 || rc=$?
