@@ -138,7 +138,11 @@ static void mirror_finished(void *opaque)
 {
 	struct vdfs_mirror *vm = opaque;
 	struct mirror_status *st = &vm->last;
+	struct blk_image *target = NULL;
 
+	/* The node's release is freeing the job (see there). */
+	if (!vm->m)
+		return;
 	mirror_get_status(vm->m, st);
 	mirror_free(vm->m);
 	vm->m = NULL;
@@ -160,13 +164,19 @@ static void mirror_finished(void *opaque)
 			 strerror(-st->error));
 		break;
 	}
-	if (!vm->pivoted) {
-		blk_close(vm->target);
-		vm->target = NULL;
-	}
 	if (vm->target_fd >= 0)
 		close(vm->target_fd);
 	vm->target_fd = -1;
+	if (!vm->pivoted) {
+		target = vm->target;
+		vm->target = NULL;
+	}
+	/*
+	 * Last, and without touching vm after: closing polls the context,
+	 * which may run the node's release (daemon shutdown), which frees
+	 * vm.
+	 */
+	blk_close(target);
 }
 
 /* ---- calls in the image's context --------------------------------------- */
@@ -294,6 +304,14 @@ static void control_fn(struct mirror_call *c)
 	const struct vdisk_ioc_mirror_set_speed *ss = c->in;
 	struct blk_info bi;
 
+	/* Unknown flags and padding are refused before anything happens. */
+	if ((c->cmd == VDISK_IOC_MIRROR_COMPLETE &&
+	     (cp->pad0 || (cp->flags & ~VDISK_MIRROR_COMPLETE_NO_PIVOT))) ||
+	    (c->cmd == VDISK_IOC_MIRROR_CANCEL &&
+	     (cc->pad0 || (cc->flags & ~VDISK_MIRROR_CANCEL_FORCE)))) {
+		c->ret = -EINVAL;
+		return;
+	}
 	if (!vm) {
 		c->ret = -ENOENT;
 		return;
@@ -497,17 +515,32 @@ void vdfs_mirror_node_release(struct vdfs_node *n)
 	struct vdfs_mirror *vm = n->mirror;
 	struct vdfs_retired *r;
 
+	struct vdfs_retired *oldest = NULL;
+
+	n->mirror = NULL;
 	if (vm && vm->m) {
+		struct mirror *m = vm->m;
+
 		log_warn("mirror of %s to %s stopped: the target is "
 			 "incomplete", n->name, vm->target_path);
-		mirror_free(vm->m);
+		/* Freeing polls the context: mirror_finished may run
+		 * meanwhile and must see that the job is not its own. */
 		vm->m = NULL;
+		mirror_free(m);
 		atomic_store(&n->job_live, false);
 	}
 	vm_free(vm);
-	n->mirror = NULL;
+	/*
+	 * Oldest first: each shell redirects to the next newer image, and
+	 * closing one flushes through that redirect.
+	 */
 	while ((r = n->retired)) {
 		n->retired = r->next;
+		r->next = oldest;
+		oldest = r;
+	}
+	while ((r = oldest)) {
+		oldest = r->next;
 		blk_close(r->img);
 		close(r->fd);
 		free(r->backing);

@@ -333,6 +333,11 @@ int vdfs_table_lookup(int dir_fd, const char *name, struct vdfs_node **out)
 		ret = -ENOMEM;
 		goto out_close;
 	}
+	/* Served from a target that an earlier run switched to. */
+	atomic_store(&e->node.pivoted,
+		     strncmp(backing, vdfs_g.cfg.image_dir,
+			     strlen(vdfs_g.cfg.image_dir)) != 0 ||
+		     backing[strlen(vdfs_g.cfg.image_dir)] != '/');
 	e->node.nodeid = atomic_fetch_add(&next_nodeid, 1);
 	e->node.nlookup = 1;
 	rcu_read_lock();

@@ -447,7 +447,7 @@ int vdfs_run(const struct vdfs_config *cfg, int argc, char **argv)
 	ret = vdfs_pivots_load(fs->dir_fd, &fs->pivots);
 	if (ret < 0)
 		goto out_close_dir;
-	if (vdfs_table_init() < 0 || build_args(cfg, argc, argv, &args) < 0) {
+	if (build_args(cfg, argc, argv, &args) < 0) {
 		fprintf(stderr, "vdiskfs: out of memory\n");
 		goto out_close_dir;
 	}
@@ -485,6 +485,16 @@ int vdfs_run(const struct vdfs_config *cfg, int argc, char **argv)
 	log_init("vdiskfs", cfg->log_level, !cfg->foreground);
 	fuse_set_log_func(fuse_log_forward);
 	raise_fd_limit();
+
+	/*
+	 * After the fork of fuse_daemonize: the table's resize worker is a
+	 * thread of liburcu, and a thread does not survive a fork (the
+	 * child would wait for it forever at exit).
+	 */
+	if (vdfs_table_init() < 0) {
+		log_error("cannot create the image table: out of memory");
+		goto out_unmount;
+	}
 
 	ret = start_threads(fs);
 	if (ret < 0) {

@@ -251,7 +251,7 @@ struct vdisk_ioc_mirror_complete {
 	uint32_t version;
 	uint32_t size;
 	uint32_t flags;                       /* VDISK_MIRROR_COMPLETE_* */
-	uint32_t pad0;
+	uint32_t pad0;                        /* must be zero */
 	uint8_t reserved[48];
 };
 
@@ -267,7 +267,7 @@ struct vdisk_ioc_mirror_cancel {
 	uint32_t version;
 	uint32_t size;
 	uint32_t flags;                       /* VDISK_MIRROR_CANCEL_* */
-	uint32_t pad0;
+	uint32_t pad0;                        /* must be zero */
 	uint8_t reserved[48];
 };
 
@@ -415,7 +415,11 @@ struct vdisk_ioc_vring_status {
 	uint8_t reserved[128];
 };
 
-/* VDISK_IOC_VRING_TEST_STOP: stop the running test (EINVAL if none). */
+/*
+ * VDISK_IOC_VRING_TEST_STOP: stop the running test (EINVAL if none).
+ * From root, the image's owner or the user who started the test (else
+ * EPERM), on any handle.
+ */
 struct vdisk_ioc_vring_stop {
 	uint32_t version;
 	uint32_t size;

@@ -184,6 +184,7 @@ struct ctl_vring_progress {
 	uint64_t id;
 	uint64_t last_ns, last_ops, last_bytes;   /* the last rate's sample */
 	double iops, mib_s;             /* over the last second or so */
+	bool windowed;                  /* they are (else: since the start) */
 };
 
 void ctl_vring_progress_init(struct ctl_vring_progress *pr, uint64_t id);

@@ -142,15 +142,17 @@ void ctl_vring_progress_show(struct ctl_vring_progress *pr,
 
 	if (!pr->tty)
 		return;
-	if (!pr->last_ns) {
-		/* Until a second passed: the average since the start. */
-		pr->iops = rate(st, ops);
-		pr->mib_s = rate(st, bytes) / MIB;
-	} else if (now_ns - pr->last_ns >= NS_PER_SEC) {
+	if (pr->last_ns && now_ns - pr->last_ns >= NS_PER_SEC) {
 		double dt = (double)(now_ns - pr->last_ns) / (double)NS_PER_SEC;
 
 		pr->iops = (double)(ops - pr->last_ops) / dt;
 		pr->mib_s = (double)(bytes - pr->last_bytes) / dt / MIB;
+		pr->windowed = true;
+	}
+	if (!pr->windowed) {
+		/* Until a second passed: the average since the start. */
+		pr->iops = rate(st, ops);
+		pr->mib_s = rate(st, bytes) / MIB;
 	}
 	if (!pr->last_ns || now_ns - pr->last_ns >= NS_PER_SEC) {
 		pr->last_ns = now_ns;
@@ -438,7 +440,7 @@ static int problems(const struct ctl_vring_args *v,
 			st->verdict);
 	if (gave_up && ++n)
 		problem(v, say, "stopped after making no progress");
-	else if (st->state == VDISK_VRING_STOPPED && !inject && ++n)
+	else if (st->state == VDISK_VRING_STOPPED && ++n)
 		problem(v, say, "the test was stopped before its end (by "
 			"another vdiskctl, or the daemon's shutdown)");
 	return n;

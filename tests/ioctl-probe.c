@@ -10,8 +10,12 @@
  * line: "OK" or the errno name (EINVAL, ENOTTY, EBADF, EPERM...).  A SPEC is
  * a command name followed by ":key=value" settings:
  *
- *   info | flush | drain-begin | drain-end | stats-reset | raw
+ *   info | flush | drain-begin | drain-end | stats-reset |
+ *   mirror-start | mirror-status | mirror-complete | mirror-cancel |
+ *   mirror-pause | mirror-resume | mirror-set-speed |
+ *   vring-start | vring-status | vring-stop | raw
  *
+ * Settings that every command takes:
  *   nr=N        command number (raw needs it)
  *   type=N      type letter (default VDISK_IOC_TYPE)
  *   size=N      size encoded in the command number (default: the struct's)
@@ -19,12 +23,24 @@
  *   version=N   value of the version field (default VDISK_IOC_VERSION)
  *   sizefield=N value of the size field (default: the struct's size)
  *   reserved=I  set byte I of the reserved space to 0x5a
- *   pad=N       drain-begin's pad0 (default 0)
- *   timeout=N   drain-begin's timeout_sec (default 0)
+ * Fields of one command's struct (all default 0):
+ *   drain-begin       timeout, pad
+ *   mirror-start      target=PATH, unterminated=1 (target fills its whole
+ *                     array, no NUL), granularity, buf_size, speed, sync,
+ *                     mode, source_error, target_error, flags, pad
+ *   mirror-complete, mirror-cancel      flags, pad
+ *   mirror-set-speed  speed
+ *   vring-start       rw, bs, iodepth, queue_size, offset, region,
+ *                     seconds, rwmix_read, requests, flush_every, flags,
+ *                     inject, pad, seed
  *
- * Two more SPECs do no ioctl: "hold" prints "holding" and waits until
- * stdin reaches EOF (so a test keeps a drain open as long as it likes),
- * and "drain-depth" prints the drain depth that INFO reports.
+ * More SPECs do no ioctl of their own: "hold" prints "holding" and waits
+ * until stdin reaches EOF (so a test keeps a drain open as long as it
+ * likes), "drain-depth" prints the drain depth that INFO reports, and
+ * "mirror-state" the state of the image's mirror job as MIRROR_STATUS
+ * reports it (none, created, running, paused, ready, completing,
+ * concluded, failed, cancelled); "sizeof:CMD" prints the size of CMD's
+ * struct.
  *
  * Exit status: 0 once every SPEC ran (whatever the ioctls answered),
  * 1 if FILE cannot be opened (the errno name is printed), 2 on usage.
@@ -33,6 +49,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,25 +60,112 @@
 
 #include "vdisk-ioctl.h"
 
+/* A field of a struct that a SPEC may set: "key=value". */
+struct probe_field {
+	const char *key;
+	size_t off;
+	size_t width;        /* 4 or 8 */
+};
+
+#define PF(k, type, member) \
+	{ k, offsetof(type, member), sizeof(((type *)0)->member) }
+
+static const struct probe_field no_fields[] = { { NULL, 0, 0 } };
+
+static const struct probe_field drain_begin_fields[] = {
+	PF("timeout", struct vdisk_ioc_drain_begin, timeout_sec),
+	PF("pad", struct vdisk_ioc_drain_begin, pad0),
+	{ NULL, 0, 0 }
+};
+
+static const struct probe_field mirror_start_fields[] = {
+	PF("granularity", struct vdisk_ioc_mirror_start, granularity),
+	PF("buf_size", struct vdisk_ioc_mirror_start, buf_size),
+	PF("speed", struct vdisk_ioc_mirror_start, speed),
+	PF("sync", struct vdisk_ioc_mirror_start, sync),
+	PF("mode", struct vdisk_ioc_mirror_start, copy_mode),
+	PF("source_error", struct vdisk_ioc_mirror_start, on_source_error),
+	PF("target_error", struct vdisk_ioc_mirror_start, on_target_error),
+	PF("flags", struct vdisk_ioc_mirror_start, flags),
+	PF("pad", struct vdisk_ioc_mirror_start, pad0),
+	{ NULL, 0, 0 }
+};
+
+static const struct probe_field mirror_complete_fields[] = {
+	PF("flags", struct vdisk_ioc_mirror_complete, flags),
+	PF("pad", struct vdisk_ioc_mirror_complete, pad0),
+	{ NULL, 0, 0 }
+};
+
+static const struct probe_field mirror_cancel_fields[] = {
+	PF("flags", struct vdisk_ioc_mirror_cancel, flags),
+	PF("pad", struct vdisk_ioc_mirror_cancel, pad0),
+	{ NULL, 0, 0 }
+};
+
+static const struct probe_field mirror_set_speed_fields[] = {
+	PF("speed", struct vdisk_ioc_mirror_set_speed, speed),
+	{ NULL, 0, 0 }
+};
+
+static const struct probe_field vring_start_fields[] = {
+	PF("rw", struct vdisk_ioc_vring_start, rw),
+	PF("bs", struct vdisk_ioc_vring_start, bs),
+	PF("iodepth", struct vdisk_ioc_vring_start, iodepth),
+	PF("queue_size", struct vdisk_ioc_vring_start, queue_size),
+	PF("offset", struct vdisk_ioc_vring_start, offset),
+	PF("region", struct vdisk_ioc_vring_start, region),
+	PF("seconds", struct vdisk_ioc_vring_start, seconds),
+	PF("rwmix_read", struct vdisk_ioc_vring_start, rwmix_read),
+	PF("requests", struct vdisk_ioc_vring_start, requests),
+	PF("flush_every", struct vdisk_ioc_vring_start, flush_every),
+	PF("flags", struct vdisk_ioc_vring_start, flags),
+	PF("inject", struct vdisk_ioc_vring_start, inject),
+	PF("pad", struct vdisk_ioc_vring_start, pad0),
+	PF("seed", struct vdisk_ioc_vring_start, seed),
+	{ NULL, 0, 0 }
+};
+
 struct probe_cmd {
 	const char *name;
 	unsigned nr;
 	size_t size;         /* sizeof the struct */
 	size_t reserved_off; /* offsetof reserved[] */
 	size_t reserved_len;
+	const struct probe_field *fields;
 };
 
-#define PROBE_CMD(n, nr_, type) \
+#define PROBE_CMD(n, nr_, type, f) \
 	{ n, nr_, sizeof(type), offsetof(type, reserved), \
-	  sizeof(((type *)0)->reserved) }
+	  sizeof(((type *)0)->reserved), f }
 
 static const struct probe_cmd probe_cmds[] = {
-	PROBE_CMD("info", 1, struct vdisk_ioc_info),
-	PROBE_CMD("flush", 2, struct vdisk_ioc_flush),
-	PROBE_CMD("drain-begin", 3, struct vdisk_ioc_drain_begin),
-	PROBE_CMD("drain-end", 4, struct vdisk_ioc_drain_end),
-	PROBE_CMD("stats-reset", 5, struct vdisk_ioc_stats_reset),
-	{ "raw", 0, 64, 8, 56 },
+	PROBE_CMD("info", 1, struct vdisk_ioc_info, no_fields),
+	PROBE_CMD("flush", 2, struct vdisk_ioc_flush, no_fields),
+	PROBE_CMD("drain-begin", 3, struct vdisk_ioc_drain_begin,
+		  drain_begin_fields),
+	PROBE_CMD("drain-end", 4, struct vdisk_ioc_drain_end, no_fields),
+	PROBE_CMD("stats-reset", 5, struct vdisk_ioc_stats_reset, no_fields),
+	PROBE_CMD("mirror-start", 6, struct vdisk_ioc_mirror_start,
+		  mirror_start_fields),
+	PROBE_CMD("mirror-status", 7, struct vdisk_ioc_mirror_status,
+		  no_fields),
+	PROBE_CMD("mirror-complete", 8, struct vdisk_ioc_mirror_complete,
+		  mirror_complete_fields),
+	PROBE_CMD("mirror-cancel", 9, struct vdisk_ioc_mirror_cancel,
+		  mirror_cancel_fields),
+	PROBE_CMD("mirror-pause", 10, struct vdisk_ioc_mirror_pause,
+		  no_fields),
+	PROBE_CMD("mirror-resume", 11, struct vdisk_ioc_mirror_pause,
+		  no_fields),
+	PROBE_CMD("mirror-set-speed", 12, struct vdisk_ioc_mirror_set_speed,
+		  mirror_set_speed_fields),
+	PROBE_CMD("vring-start", 13, struct vdisk_ioc_vring_start,
+		  vring_start_fields),
+	PROBE_CMD("vring-status", 14, struct vdisk_ioc_vring_status,
+		  no_fields),
+	PROBE_CMD("vring-stop", 15, struct vdisk_ioc_vring_stop, no_fields),
+	{ "raw", 0, 64, 8, 56, no_fields },
 };
 
 /* Big enough for any size an ioctl number can encode (14 bits). */
@@ -88,6 +192,13 @@ static const char *probe_errname(int err)
 	case EROFS: return "EROFS";
 	case ENODEV: return "ENODEV";
 	case ENXIO: return "ENXIO";
+	case EEXIST: return "EEXIST";
+	case EFBIG: return "EFBIG";
+	case ENOSPC: return "ENOSPC";
+	case ELOOP: return "ELOOP";
+	case EXDEV: return "EXDEV";
+	case ENOTDIR: return "ENOTDIR";
+	case ESRCH: return "ESRCH";
 	default: return NULL;
 	}
 }
@@ -115,8 +226,11 @@ static int probe_parse_num(const char *s, unsigned long *out)
 static void probe_usage(void)
 {
 	fprintf(stderr, "usage: ioctl-probe [-r|-w|-W] FILE SPEC...\n"
-		"SPEC: info|flush|drain-begin|drain-end|stats-reset|raw"
-		"[:key=value...] | hold | drain-depth\n");
+		"SPEC: info|flush|drain-begin|drain-end|stats-reset|"
+		"mirror-start|mirror-status|mirror-complete|mirror-cancel|"
+		"mirror-pause|mirror-resume|mirror-set-speed|vring-start|"
+		"vring-status|vring-stop|raw[:key=value...] | hold | "
+		"drain-depth | mirror-state | sizeof:CMD\n");
 }
 
 static int probe_hold(void)
@@ -148,17 +262,101 @@ static int probe_drain_depth(int fd)
 	return 0;
 }
 
+static int probe_mirror_state(int fd)
+{
+	static const char *const names[] = {
+		[VDISK_MIRROR_NONE] = "none",
+		[VDISK_MIRROR_CREATED] = "created",
+		[VDISK_MIRROR_RUNNING] = "running",
+		[VDISK_MIRROR_PAUSED] = "paused",
+		[VDISK_MIRROR_READY] = "ready",
+		[VDISK_MIRROR_COMPLETING] = "completing",
+		[VDISK_MIRROR_CONCLUDED] = "concluded",
+		[VDISK_MIRROR_FAILED] = "failed",
+		[VDISK_MIRROR_CANCELLED] = "cancelled",
+	};
+	struct vdisk_ioc_mirror_status *st =
+		(struct vdisk_ioc_mirror_status *)probe_buf;
+
+	memset(probe_buf, 0, sizeof(probe_buf));
+	st->version = VDISK_IOC_VERSION;
+	st->size = sizeof(*st);
+	if (ioctl(fd, VDISK_IOC_MIRROR_STATUS, st) < 0) {
+		probe_print_err(errno);
+		return 0;
+	}
+	if (st->state < sizeof(names) / sizeof(names[0]))
+		printf("%s\n", names[st->state]);
+	else
+		printf("state-%u\n", st->state);
+	fflush(stdout);
+	return 0;
+}
+
+/* Set the field key of cmd to v.  0, or -EINVAL if cmd has no such field. */
+static int probe_set_field(const struct probe_cmd *cmd, const char *key,
+			   unsigned long long v)
+{
+	const struct probe_field *f;
+
+	for (f = cmd->fields; f->key; f++) {
+		if (strcmp(f->key, key) != 0)
+			continue;
+		if (f->width == 4) {
+			uint32_t u = (uint32_t)v;
+
+			memcpy(probe_buf + f->off, &u, sizeof(u));
+		} else {
+			uint64_t u = (uint64_t)v;
+
+			memcpy(probe_buf + f->off, &u, sizeof(u));
+		}
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* mirror-start's target: a string, or (unterminated) no NUL at all. */
+static int probe_set_target(const struct probe_cmd *cmd, const char *val,
+			    bool unterminated)
+{
+	struct vdisk_ioc_mirror_start *m =
+		(struct vdisk_ioc_mirror_start *)probe_buf;
+
+	if (cmd->nr != 6 || strcmp(cmd->name, "mirror-start") != 0)
+		return -EINVAL;
+	if (unterminated) {
+		memset(m->target, 'a', sizeof(m->target));
+		m->target[0] = '/';
+		return 0;
+	}
+	if (strlen(val) >= sizeof(m->target))
+		return -EINVAL;
+	memset(m->target, 0, sizeof(m->target));
+	memcpy(m->target, val, strlen(val));
+	return 0;
+}
+
+static const struct probe_cmd *probe_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(probe_cmds) / sizeof(probe_cmds[0]); i++)
+		if (strcmp(name, probe_cmds[i].name) == 0)
+			return &probe_cmds[i];
+	return NULL;
+}
+
 /* Issue one SPEC; -EINVAL on a malformed SPEC. */
 static int probe_run(int fd, char *spec)
 {
 	const struct probe_cmd *cmd = NULL;
 	unsigned long type = VDISK_IOC_TYPE, nr, size, version, sizefield;
-	unsigned long v, pad = 0, timeout = 0;
+	unsigned long v;
 	unsigned dir = _IOC_READ | _IOC_WRITE;
 	long reserved = -1;
 	char *key, *save = NULL;
 	unsigned long req;
-	size_t i;
 
 	key = strtok_r(spec, ":", &save);
 	if (!key)
@@ -167,15 +365,27 @@ static int probe_run(int fd, char *spec)
 		return probe_hold();
 	if (strcmp(key, "drain-depth") == 0)
 		return probe_drain_depth(fd);
-	for (i = 0; i < sizeof(probe_cmds) / sizeof(probe_cmds[0]); i++)
-		if (strcmp(key, probe_cmds[i].name) == 0)
-			cmd = &probe_cmds[i];
+	if (strcmp(key, "mirror-state") == 0)
+		return probe_mirror_state(fd);
+	if (strcmp(key, "sizeof") == 0) {
+		key = strtok_r(NULL, ":", &save);
+		cmd = key ? probe_find(key) : NULL;
+		if (!cmd)
+			return -EINVAL;
+		printf("%zu\n", cmd->size);
+		fflush(stdout);
+		return 0;
+	}
+	cmd = probe_find(key);
 	if (!cmd)
 		return -EINVAL;
 	nr = cmd->nr;
 	size = sizefield = cmd->size;
 	version = VDISK_IOC_VERSION;
 
+	/* Fields are written straight into the buffer, version and size
+	 * after the loop (the kernel copies `size` bytes of it). */
+	memset(probe_buf, 0, sizeof(probe_buf));
 	while ((key = strtok_r(NULL, ":", &save))) {
 		char *val = strchr(key, '=');
 
@@ -195,9 +405,17 @@ static int probe_run(int fd, char *spec)
 				return -EINVAL;
 			continue;
 		}
+		if (strcmp(key, "target") == 0) {
+			if (probe_set_target(cmd, val, false) < 0)
+				return -EINVAL;
+			continue;
+		}
 		if (probe_parse_num(val, &v) < 0)
 			return -EINVAL;
-		if (strcmp(key, "nr") == 0 && v <= _IOC_NRMASK)
+		if (strcmp(key, "unterminated") == 0) {
+			if (probe_set_target(cmd, val, v != 0) < 0)
+				return -EINVAL;
+		} else if (strcmp(key, "nr") == 0 && v <= _IOC_NRMASK)
 			nr = v;
 		else if (strcmp(key, "type") == 0 && v <= _IOC_TYPEMASK)
 			type = v;
@@ -209,24 +427,13 @@ static int probe_run(int fd, char *spec)
 			sizefield = v;
 		else if (strcmp(key, "reserved") == 0 && v < cmd->reserved_len)
 			reserved = (long)v;
-		else if (strcmp(key, "pad") == 0)
-			pad = v;
-		else if (strcmp(key, "timeout") == 0)
-			timeout = v;
-		else
+		else if (probe_set_field(cmd, key, v) < 0)
 			return -EINVAL;
 	}
 
-	/* version and size lead every struct; the kernel copies `size`. */
-	memset(probe_buf, 0, sizeof(probe_buf));
+	/* version and size lead every struct. */
 	((uint32_t *)probe_buf)[0] = (uint32_t)version;
 	((uint32_t *)probe_buf)[1] = (uint32_t)sizefield;
-	if (nr == 3 && cmd->nr == 3) {
-		struct vdisk_ioc_drain_begin *d = (void *)probe_buf;
-
-		d->timeout_sec = (uint32_t)timeout;
-		d->pad0 = (uint32_t)pad;
-	}
 	if (reserved >= 0)
 		probe_buf[cmd->reserved_off + (size_t)reserved] = 0x5a;
 

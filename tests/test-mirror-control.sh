@@ -7,7 +7,8 @@
 # finish.
 #  1. No job: status says so (exit 0), wait/complete/cancel/pause exit 1
 #     with a message naming the absence.
-#  2. A running job refuses: complete (EBUSY, not ready), a second start
+#  2. A running job shows the parameters it was started with, and
+#     refuses: complete (EBUSY, not ready), a second start
 #     (EBUSY, and no second target is created), a truncate through the
 #     mount (EBUSY) and a write past the end (EFBIG); the size stays.
 #  3. pause/resume: state paused with the user-paused flag, pauses count
@@ -24,12 +25,15 @@
 #  6. cancel before ready: cancelled, not consistent, the file unchanged;
 #     `mirror wait` on it exits 1 saying it was cancelled.
 #  7. cancel --force of a running job: cancelled at once.
+#  8. The daemon exits 0 when it is unmounted (or gets SIGTERM) with a job
+#     running, which it stops and logs, and when the unmount comes right
+#     after a cancel.
 set -euo pipefail
 VDISK_TEST_TIMEOUT=120
 source "$top_srcdir/tests/functions.sh"
 requires_fuse
 requires python3 cmp cksum dd truncate
-requires_programs
+requires_programs "$IOCTL_PROBE"
 
 mirror=$tmpdir/mirror
 mkdir -p "$mirror"
@@ -55,9 +59,14 @@ ctl_expect 1 'mirror set-speed: No such file or directory \(no mirror job' \
     mirror set-speed "$f" 1M
 
 # ---- 2. a running job refuses ----------------------------------------------
-"$VDISKCTL" mirror start "$f" "$mirror/a.img" --speed 1M >/dev/null
+"$VDISKCTL" mirror start "$f" "$mirror/a.img" --speed 1M --granularity 128K \
+    --buf-size 4M >/dev/null
 [ "$(st '["state"]')" = running ] || fail "state '$(st '["state"]')' after start"
 [ "$(st '["speed"]')" -eq $((1 << 20)) ] || fail "speed $(st '["speed"]')"
+[ "$(st '["granularity"]')" -eq $((128 << 10)) ] || fail "granularity $(st '["granularity"]')"
+[ "$(st '["buf_size"]')" -eq $((4 << 20)) ] || fail "buf_size $(st '["buf_size"]')"
+[ "$(st '["sync"]')" = full ] || fail "sync $(st '["sync"]')"
+[ "$(st '["mode"]')" = background ] || fail "mode $(st '["mode"]')"
 [ "$(st '["target"]')" = "$mirror/a.img" ] || fail "status target"
 [ "$(info_json "$f" '["mirror_state"]')" = running ] || fail "info mirror_state"
 ctl_expect 1 'mirror complete: Device or resource busy \(the mirror is not ready yet' \
@@ -172,5 +181,39 @@ grep -q "cancelled; $mirror/d.img is" "$tmpdir/cancel.out" ||
 [ "$(backing)" = "$images/disk.img" ] || fail "cancel --force: backing"
 cmp "$images/disk.img" "$tmpdir/before" || fail "cancel --force changed the source"
 cmp_mounted "$f" "$tmpdir/before"
-
 unmount_vdiskfs
+
+# ---- 8. shutdown with a job, or right after one ended -----------------------
+# A running job is stopped at the unmount (logged: the target is
+# incomplete) and the daemon exits 0; the same with SIGTERM.
+mount_vdiskfs -o mirror_dir="$mirror"
+"$VDISKCTL" mirror start "$f" "$mirror/e.img" --speed 1M >/dev/null
+unmount_vdiskfs
+grep -q "mirror of disk.img to $mirror/e.img stopped: the target is incomplete" \
+    "$daemon_log" || fail "the unmount did not log the stopped job"
+mount_vdiskfs -o mirror_dir="$mirror"
+"$VDISKCTL" mirror start "$f" "$mirror/e.img" --existing --speed 1M >/dev/null
+unmount_vdiskfs TERM
+# The unmount right after a cancel, while the job's end (closing its
+# target) may still run when the shutdown releases the image.  Cancelled
+# without waiting (ioctl-probe) and with vdiskctl, which returns once the
+# state is cancelled; a few rounds, since it is a race.
+for round in 1 2 3 4 5 6; do
+    mount_vdiskfs -o mirror_dir="$mirror"
+    if [ $((round % 2)) -eq 1 ]; then
+        got=$("$IOCTL_PROBE" -w "$f" \
+              "mirror-start:target=$mirror/e.img:flags=1:speed=1048576" \
+              mirror-cancel | tr '\n' ' ')
+    else
+        "$VDISKCTL" mirror start "$f" "$mirror/e.img" --existing --speed 1M >/dev/null
+        "$VDISKCTL" mirror cancel "$f" >/dev/null
+        got="OK OK "
+    fi
+    # At once (busy for a moment? unmount_vdiskfs retries).
+    fusermount3 -u "$mnt" 2>/dev/null || true
+    [ "$got" = "OK OK " ] || fail "probe start, cancel: '$got'"
+    if ! unmount_vdiskfs; then
+        fail_later "the daemon did not exit cleanly after a cancel (round $round)"
+        break
+    fi
+done

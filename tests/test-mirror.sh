@@ -21,7 +21,8 @@
 #     complete with the target exactly the old source.
 #  5. --no-pivot: the file stays on its source, the target equals the
 #     source as of the completion, and later writes through the mount go
-#     to the source only.
+#     to the source only.  Then --sync none onto that copy (--existing)
+#     copies what is written during the job and nothing else.
 #  6. After another restart the last of several pivots is the one served,
 #     every old source stayed as it was when the image left it, and the
 #     --no-pivot image is still served from its source.  The daemon that
@@ -95,6 +96,7 @@ stop_writers ()
 # completed, through the mount.
 verify_through_mount ()
 {
+    "$VDISKCTL" stats-reset "$f"
     fio --aux-path="$tmpdir" --output="$tmpdir/fio-verify.out" \
         "${verified[@]}" --verify_only=1 --verify_state_load=1 \
         --verify_state_save=0 </dev/null || {
@@ -146,7 +148,6 @@ mount_vdiskfs -o mirror_dir="$mirror"
 [ "$(ls "$mnt" | tr '\n' ' ')" = "disk.img small.img " ] ||
     fail "listing after restart: $(ls -A "$mnt" | tr '\n' ' ')"
 cmp_mounted "$f" "$mirror/t1.img" || fail "after a restart the mount does not read the target"
-"$VDISKCTL" stats-reset "$f"
 verify_through_mount "after the restart"
 head -c 1M /dev/urandom > "$tmpdir/pattern"
 dd if="$tmpdir/pattern" of="$f" bs=1M seek=200 oflag=direct conv=notrunc status=none
@@ -167,7 +168,6 @@ writers_alive || fail "fio died across the pivot"
 [ "$(backing "$f")" = "$mirror/t2.img" ] || fail "info backing '$(backing "$f")'"
 stop_writers
 t1_sum=$(sum "$mirror/t1.img")
-"$VDISKCTL" stats-reset "$f"
 verify_through_mount "after a pivot under load"
 cmp_mounted "$f" "$mirror/t2.img" || fail "the mount does not read the new target"
 
@@ -184,7 +184,6 @@ stop_writers
 cmp "$mirror/t2.img" "$mirror/t3.img" ||
     fail "background mirror: the target differs from the source at the switch"
 t2_sum=$(sum "$mirror/t2.img")
-"$VDISKCTL" stats-reset "$f"
 verify_through_mount "after a background mirror under load"
 cmp_mounted "$f" "$mirror/t3.img" || fail "the mount does not read the third target"
 
@@ -212,6 +211,20 @@ cmp -n 2M -i 10M:0 "$images/small.img" /dev/zero ||
 [ "$(sum "$mirror/small-copy.img")" = "$copy_sum" ] ||
     fail "no-pivot: a later write reached the target"
 cmp_mounted "$s" "$images/small.img"
+# --sync none onto that copy: only what is written from now on is copied.
+# A marker written into the target alone must survive; a write through
+# the mount must arrive.
+head -c 64k /dev/urandom > "$tmpdir/marker"
+dd if="$tmpdir/marker" of="$mirror/small-copy.img" bs=64k seek=100 conv=notrunc status=none
+"$VDISKCTL" mirror start "$s" "$mirror/small-copy.img" --existing --sync none >/dev/null
+[ "$(mirror_json "$s" '["sync"]')" = none ] || fail "sync none: status says $(mirror_json "$s" '["sync"]')"
+dd if="$tmpdir/pattern" of="$s" bs=1M seek=20 oflag=direct conv=notrunc status=none
+"$VDISKCTL" mirror wait "$s" --ready --timeout 60
+"$VDISKCTL" mirror complete "$s" --no-pivot >/dev/null
+dd if="$mirror/small-copy.img" bs=1M skip=20 count=1 status=none | cmp - "$tmpdir/pattern" ||
+    fail "sync none: a write during the job did not reach the target"
+dd if="$mirror/small-copy.img" bs=64k skip=100 count=1 status=none | cmp - "$tmpdir/marker" ||
+    fail "sync none: the job copied what was not written during it"
 
 # ---- 6. a restart: the last pivot wins; old sources untouched ----------
 # (Two pivots in one run of the daemon: it must also exit cleanly.)

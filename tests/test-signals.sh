@@ -4,6 +4,7 @@
 # SIGTERM and SIGINT stop the daemon cleanly: exit status 0, no mount left,
 # and what was written is in the backing file.  SIGTERM also ends a drain
 # that a user holds: the write it postponed runs before the daemon exits.
+# A daemon started without -f ends when its mount goes away.
 set -euo pipefail
 VDISK_TEST_TIMEOUT=120
 source "$top_srcdir/tests/functions.sh"
@@ -61,3 +62,18 @@ cmp -n 65536 "$images/disk.img" /dev/zero ||
 end_hold_fds
 wait_until "$VDISK_WAIT_LIMIT" eval '! kill -0 "$hold_pid" 2>/dev/null' ||
     fail "vdiskctl drain --hold did not exit after the daemon went away"
+
+# Without -f the daemon forks into the background; an unmount must still
+# end it (a helper thread created before the fork would make it wait
+# forever at exit).
+mkdir -p "$images" "$mnt"
+"$VDISKFS" --pidfile="$tmpdir/bg.pid" "$images" "$mnt" </dev/null \
+    2>>"$daemon_log" || fail "vdiskfs did not start in the background"
+bg_pid=$(cat "$tmpdir/bg.pid")
+_bg_unmount () { ! mountpoint -q "$1" || fusermount3 -u -z "$1"; }
+cleanup_fn _bg_unmount "$mnt"
+cleanup_kill "$bg_pid"
+ls "$mnt" >/dev/null || fail "the background daemon does not serve"
+fusermount3 -u "$mnt"
+wait_until "$VDISK_WAIT_LIMIT" eval '! kill -0 "$bg_pid" 2>/dev/null' ||
+    fail "the background daemon did not exit after the unmount"

@@ -12,6 +12,9 @@
 #     last test, plain and JSON.
 #  3. SIGINT stops the test (VRING_TEST_STOP): vdiskctl prints what was
 #     done, state "stopped", and exits 130; the next test starts at once.
+#  4. The daemon stops (SIGTERM) while a test runs: the test is stopped
+#     and freed with the image, the daemon exits 0, and vdiskctl, whose
+#     status requests then fail, exits 1.
 set -euo pipefail
 VDISK_TEST_TIMEOUT=240
 source "$top_srcdir/tests/functions.sh"
@@ -124,4 +127,19 @@ os.execv(sys.argv[1], sys.argv[1:])' "$VDISKCTL" vring-test "$f" \
     grep -q "vring test .* started: randwrite" "$daemon_log" ||
         fail "no start in the daemon's log"
 done
+
+# ---- 4. shutdown during a test ---------------------------------------------
+mount_vdiskfs
+"$VDISKCTL" vring-test "$f" --rw randwrite --iodepth 8 --seconds 600 \
+    > "$tmpdir/shut.txt" 2> "$tmpdir/shut.err" &
+vr=$!
+cleanup_kill "$vr"
+wait_until "$VDISK_WAIT_LIMIT" running || fail "the test does not run"
+unmount_vdiskfs TERM
+rc=0; wait "$vr" || rc=$?
+[ "$rc" -eq 1 ] || fail "vdiskctl after the daemon stopped: exit $rc"
+grep -q 'vring-test: status: ' "$tmpdir/shut.err" ||
+    fail "vdiskctl after the daemon stopped: $(cat "$tmpdir/shut.err")"
+grep -q "vring test [0-9]* on disk.img stopped: the image is closed" \
+    "$daemon_log" || fail "the daemon did not stop the test"
 exit 0

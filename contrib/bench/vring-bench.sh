@@ -16,6 +16,7 @@ size=1G
 dir=/var/tmp
 aio_modes=native
 reps=1
+only=
 vdiskfs=${VDISKFS:-}
 vdiskctl=${VDISKCTL:-}
 
@@ -23,7 +24,7 @@ usage ()
 {
     cat <<EOF
 Usage: $prog [--runtime SECONDS] [--size SIZE] [--dir DIR] [--aio MODES]
-             [--reps N] [--vdiskfs PATH] [--vdiskctl PATH]
+             [--reps N] [--cases NAMES] [--vdiskfs PATH] [--vdiskctl PATH]
 
 Creates a raw file of SIZE (default $size) of random data in a temporary
 directory under DIR (default $dir; it must be a disk file system, not
@@ -38,6 +39,7 @@ median is shown.
 
   --aio MODES   native (default), threads, or native,threads: one mount
                 and one table per mode
+  --cases NAMES only these cases (comma-separated, e.g. 4k-randread-qd32)
 
 Prints, per mode, a markdown table (IOPS and MiB/s of each, the ratio of
 vring-test to fio, interrupts per completed request) and the targets:
@@ -66,6 +68,8 @@ while [ $# -gt 0 ]; do
     --aio=*) aio_modes=${1#*=}; shift ;;
     --reps) reps=${2:?}; shift 2 ;;
     --reps=*) reps=${1#*=}; shift ;;
+    --cases) only=${2:?}; shift 2 ;;
+    --cases=*) only=${1#*=}; shift ;;
     --vdiskfs) vdiskfs=${2:?}; shift 2 ;;
     --vdiskfs=*) vdiskfs=${1#*=}; shift ;;
     --vdiskctl) vdiskctl=${2:?}; shift 2 ;;
@@ -109,6 +113,27 @@ esac
 avail=$(( $(df --output=avail -k "$dir" | tail -n 1) * 1024 ))
 [ "$avail" -gt $((bytes + (256 << 20))) ] ||
     { echo "$prog: $dir has $((avail >> 20)) MiB free, $size wanted" >&2; exit 2; }
+
+cases=(
+    "4k-randread-qd1    randread  4k 1"
+    "4k-randread-qd32   randread  4k 32"
+    "4k-randwrite-qd1   randwrite 4k 1"
+    "4k-randwrite-qd32  randwrite 4k 32"
+    "1M-read-qd4        read      1M 4"
+    "1M-write-qd4       write     1M 4"
+)
+if [ -n "$only" ]; then
+    picked=()
+    IFS=, read -r -a names <<<"$only"
+    for n in "${names[@]}"; do
+        found=
+        for c in "${cases[@]}"; do
+            [ "${c%% *}" = "$n" ] && { picked+=("$c"); found=1; }
+        done
+        [ -n "$found" ] || { echo "$prog: unknown case '$n'" >&2; exit 2; }
+    done
+    cases=("${picked[@]}")
+fi
 
 work=$(mktemp -d "$dir/vring-bench.XXXXXX")
 work=$(cd "$work" && pwd -P)
@@ -174,14 +199,6 @@ echo "creating $size of random data in $img ($fstype)"
 head -c "$bytes" /dev/urandom > "$img"
 sync "$img"
 
-cases=(
-    "4k-randread-qd1    randread  4k 1"
-    "4k-randread-qd32   randread  4k 32"
-    "4k-randwrite-qd1   randwrite 4k 1"
-    "4k-randwrite-qd32  randwrite 4k 32"
-    "1M-read-qd4        read      1M 4"
-    "1M-write-qd4       write     1M 4"
-)
 
 # run_fio RW BS DEPTH OUT: fio on the backing file, JSON to OUT.
 run_fio ()
