@@ -166,10 +166,22 @@ static int coroutine_fn mirror_copy_range(struct mirror_op *op,
 		int ret;
 
 		*side = MIRROR_SIDE_SOURCE;
-		ret = blk_co_block_status(m->src, pos, end - pos,
-					  BLK_REQ_INTERNAL, &pnum, &is_data);
-		if (ret < 0)
-			return ret;
+		if (pos >= m->data_start && pos < m->data_end) {
+			/* Known data (see mirror.h on data_start). */
+			pnum = m->data_end - pos;
+		} else {
+			/* Ask to the end of the image, so that one answer
+			 * serves the operations that follow. */
+			ret = blk_co_block_status(m->src, pos, m->size - pos,
+						  BLK_REQ_INTERNAL, &pnum,
+						  &is_data);
+			if (ret < 0)
+				return ret;
+			if (is_data && pnum > 0) {
+				m->data_start = pos;
+				m->data_end = pos + pnum;
+			}
+		}
 		if (pnum == 0 || pnum > end - pos)
 			pnum = end - pos;
 		/* Whole units: data that ends inside one takes all of it, a

@@ -47,6 +47,14 @@ struct mirror_op {
 
 struct mirror {
 	struct job job;
+	/*
+	 * The last data extent the source reported: operations inside it
+	 * skip the block-status call (a thread-pool round trip each).  Only
+	 * data is remembered, never a hole: if the area became a hole since,
+	 * copying it as data still gives zeroes, which the zero check turns
+	 * into a hole; a hole that became data must never be skipped.
+	 */
+	uint64_t data_start, data_end;
 	struct blk_image *src, *target;
 	struct mirror_opts o;
 	const struct mirror_ops *ops;
