@@ -59,6 +59,13 @@ int ctl_image_open(const char *file, int accmode);
 int ctl_ioctl(int fd, unsigned long cmd, void *arg);
 
 /*
+ * Parse s, decimal digits only (no sign, no space), as a number of at
+ * most max into *out.  Returns 0, or -EINVAL (*out untouched).  A caller
+ * that refuses 0 checks it.
+ */
+int ctl_parse_uint(const char *s, uint64_t max, uint64_t *out);
+
+/*
  * Print on stdout the field s of at most max bytes (NUL-terminated only if
  * shorter) as a JSON string: escaped, invalid UTF-8 as U+FFFD.
  */
@@ -135,10 +142,13 @@ int ctl_mirror_wait(const struct ctl_mirror_args *m);
  * Open m->file for writing, check that it has a job, send cmd with arg
  * (borrowed) and wait, within m->timeout, until the job is over;
  * goes_on ends the timeout's message ("it goes on completing").  Returns
- * 0 with the job's last status in *st, or 1 after a message.
+ * 0 with the job's last status in *st if it ended in state want (enum
+ * vdisk_mirror_state), or 1 after a message (ctl_mirror_report_end's if
+ * it ended otherwise).
  */
 int ctl_mirror_send_wait(const struct ctl_mirror_args *m, unsigned long cmd,
-			 void *arg, struct vdisk_ioc_mirror_status *st,
+			 void *arg, uint32_t want,
+			 struct vdisk_ioc_mirror_status *st,
 			 const char *goes_on);
 
 /*

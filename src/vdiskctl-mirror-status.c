@@ -560,7 +560,8 @@ int ctl_mirror_wait(const struct ctl_mirror_args *m)
 }
 
 int ctl_mirror_send_wait(const struct ctl_mirror_args *m, unsigned long cmd,
-			 void *arg, struct vdisk_ioc_mirror_status *st,
+			 void *arg, uint32_t want,
+			 struct vdisk_ioc_mirror_status *st,
 			 const char *goes_on)
 {
 	uint64_t id;
@@ -581,6 +582,8 @@ int ctl_mirror_send_wait(const struct ctl_mirror_args *m, unsigned long cmd,
 	ret = mirror_poll(m, fd, false, id, st);
 	if (ret < 0)
 		ret = mirror_poll_fail(m, ret, id, st, goes_on);
+	else if (st->state != want)
+		ret = ctl_mirror_report_end(m, st);
 out_close:
 	close(fd);
 	return ret;

@@ -128,26 +128,6 @@ static int parse_rate(const char *s, uint64_t *out)
 	return size_parse(buf, out) < 0 ? -EINVAL : 0;
 }
 
-/* Whole seconds, 1..MIRROR_TIMEOUT_MAX.  Returns 0 or -EINVAL. */
-static int parse_seconds(const char *s, uint32_t *out)
-{
-	uint32_t v = 0;
-
-	if (!*s)
-		return -EINVAL;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9')
-			return -EINVAL;
-		v = v * 10 + (uint32_t)(*s - '0');
-		if (v > MIRROR_TIMEOUT_MAX)
-			return -EINVAL;
-	}
-	if (v == 0)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
 /* Set option o from val (NULL for a flag).  Returns 0 or a usage error. */
 static int mirror_set_option(struct ctl_mirror_args *m, int o, const char *val)
 {
@@ -158,6 +138,7 @@ static int mirror_set_option(struct ctl_mirror_args *m, int o, const char *val)
 		[MO_FORCE] = &m->force,
 	};
 	const char *name = mirror_opts[o].name;
+	uint64_t secs;
 
 	if (flags[o]) {
 		*flags[o] = true;
@@ -194,10 +175,12 @@ static int mirror_set_option(struct ctl_mirror_args *m, int o, const char *val)
 					    "for no limit", name, val);
 		return 0;
 	case MO_TIMEOUT:
-		if (parse_seconds(val, &m->timeout) < 0)
+		if (ctl_parse_uint(val, MIRROR_TIMEOUT_MAX, &secs) < 0 ||
+		    secs == 0)
 			return mirror_usage(m, "invalid %s '%s': whole seconds "
 					    "from 1 to %u", name, val,
 					    MIRROR_TIMEOUT_MAX);
+		m->timeout = (uint32_t)secs;
 		return 0;
 	}
 	return mirror_usage(m, "unknown option '%s'", name);
@@ -436,12 +419,11 @@ static int mirror_cmd_complete(const struct ctl_mirror_args *m)
 	arg.version = VDISK_IOC_VERSION;
 	arg.size = sizeof(arg);
 	arg.flags = m->no_pivot ? VDISK_MIRROR_COMPLETE_NO_PIVOT : 0;
-	ret = ctl_mirror_send_wait(m, VDISK_IOC_MIRROR_COMPLETE, &arg, &st,
-			       "it goes on completing");
+	ret = ctl_mirror_send_wait(m, VDISK_IOC_MIRROR_COMPLETE, &arg,
+				   VDISK_MIRROR_CONCLUDED, &st,
+				   "it goes on completing");
 	if (ret)
 		return ret;
-	if (st.state != VDISK_MIRROR_CONCLUDED)
-		return ctl_mirror_report_end(m, &st);
 	printf("mirror of %s completed; ", m->file);
 	if (st.flags & VDISK_MIRROR_ST_PIVOTED)
 		printf("%s now uses %.*s\n", m->file, (int)sizeof(st.target),
@@ -462,12 +444,11 @@ static int mirror_cmd_cancel(const struct ctl_mirror_args *m)
 	arg.version = VDISK_IOC_VERSION;
 	arg.size = sizeof(arg);
 	arg.flags = m->force ? VDISK_MIRROR_CANCEL_FORCE : 0;
-	ret = ctl_mirror_send_wait(m, VDISK_IOC_MIRROR_CANCEL, &arg, &st,
-			       "the cancel goes on");
+	ret = ctl_mirror_send_wait(m, VDISK_IOC_MIRROR_CANCEL, &arg,
+				   VDISK_MIRROR_CANCELLED, &st,
+				   "the cancel goes on");
 	if (ret)
 		return ret;
-	if (st.state != VDISK_MIRROR_CANCELLED)
-		return ctl_mirror_report_end(m, &st);
 	printf("mirror job %llu on %s cancelled; %.*s is %s\n",
 	       (unsigned long long)st.job_id, m->file, (int)sizeof(st.target),
 	       st.target, st.flags & VDISK_MIRROR_ST_CONSISTENT ?

@@ -125,24 +125,6 @@ vring_usage(const char *fmt, ...)
 	return ret;
 }
 
-/* Decimal digits only, at most max.  Returns 0 or -EINVAL. */
-static int parse_uint(const char *s, uint64_t max, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	if (!*s)
-		return -EINVAL;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9')
-			return -EINVAL;
-		if (v > (max - (uint64_t)(*s - '0')) / 10)
-			return -EINVAL;
-		v = v * 10 + (uint64_t)(*s - '0');
-	}
-	*out = v;
-	return 0;
-}
-
 /* Set *out to the index of s in names[0..n).  Returns 0 or -EINVAL. */
 static int parse_name(const char *s, const char *const *names, size_t n,
 		      uint32_t *out)
@@ -160,7 +142,7 @@ static int parse_name(const char *s, const char *const *names, size_t n,
 static int set_uint(int o, const char *val, uint64_t min, uint64_t max,
 		    uint64_t *out)
 {
-	if (parse_uint(val, max, out) < 0 || *out < min)
+	if (ctl_parse_uint(val, max, out) < 0 || *out < min)
 		return vring_usage("invalid %s '%s': a whole number from "
 				   "%llu to %llu", vring_opts[o].name, val,
 				   (unsigned long long)min,

@@ -482,22 +482,20 @@ static void print_cmd_help(const struct ctl_cmd *cmd)
 	printf("Usage: %s\n%s", cmd->usage, cmd->help);
 }
 
-/* Digits only, 1..DRAIN_TIMEOUT_MAX.  Returns 0 or -EINVAL. */
-static int parse_timeout(const char *s, uint32_t *out)
+/* Checks before each digit, so that any max up to UINT64_MAX works. */
+int ctl_parse_uint(const char *s, uint64_t max, uint64_t *out)
 {
-	uint32_t v = 0;
+	uint64_t v = 0;
 
 	if (!*s)
 		return -EINVAL;
 	for (; *s; s++) {
 		if (*s < '0' || *s > '9')
 			return -EINVAL;
-		v = v * 10 + (uint32_t)(*s - '0');
-		if (v > DRAIN_TIMEOUT_MAX)
+		if (v > (max - (uint64_t)(*s - '0')) / 10)
 			return -EINVAL;
+		v = v * 10 + (uint64_t)(*s - '0');
 	}
-	if (v == 0)
-		return -EINVAL;
 	*out = v;
 	return 0;
 }
@@ -510,6 +508,7 @@ static int parse_option(struct ctl_args *a, int argc, char **argv, int *i)
 {
 	const struct ctl_cmd *cmd = a->cmd;
 	const char *arg = argv[*i], *val;
+	uint64_t secs;
 
 	if ((cmd->opts & OPT_JSON) && !strcmp(arg, "--json")) {
 		a->json = true;
@@ -524,10 +523,12 @@ static int parse_option(struct ctl_args *a, int argc, char **argv, int *i)
 			val = argv[++*i];
 		else
 			return usage_error(cmd, "--timeout needs SECONDS");
-		if (parse_timeout(val, &a->timeout) < 0)
+		if (ctl_parse_uint(val, DRAIN_TIMEOUT_MAX, &secs) < 0 ||
+		    secs == 0)
 			return usage_error(cmd, "invalid --timeout '%s': "
 					   "whole seconds from 1 to %u", val,
 					   DRAIN_TIMEOUT_MAX);
+		a->timeout = (uint32_t)secs;
 	} else {
 		return usage_error(cmd, "unknown option '%s'", arg);
 	}

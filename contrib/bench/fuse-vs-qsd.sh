@@ -8,6 +8,7 @@
 set -euo pipefail
 
 prog=${0##*/}
+. "$(dirname "$0")/bench-lib.sh"
 runtime=8
 size=1G
 dir=
@@ -49,19 +50,11 @@ while [ $# -gt 0 ]; do
     *) echo "$prog: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
-case $runtime in ''|*[!0-9]*|0) echo "$prog: --runtime wants whole seconds > 0" >&2; exit 2 ;; esac
-bytes=$(numfmt --from=iec "${size%B}" 2>/dev/null) ||
-    { echo "$prog: bad --size '$size'" >&2; exit 2; }
-[ "$bytes" -ge $((64 << 20)) ] || { echo "$prog: --size below 64M" >&2; exit 2; }
-if [ -z "$vdiskfs" ]; then
-    if [ -x ./src/vdiskfs ]; then vdiskfs=./src/vdiskfs
-    else vdiskfs=$(command -v vdiskfs || true); fi
-fi
-[ -n "$vdiskfs" ] && [ -x "$vdiskfs" ] ||
-    { echo "$prog: vdiskfs not found (use --vdiskfs PATH)" >&2; exit 2; }
-for c in fio qemu-storage-daemon fusermount3 python3 numfmt; do
-    command -v "$c" >/dev/null || { echo "$prog: $c is not installed" >&2; exit 2; }
-done
+check_count "$runtime" "--runtime wants whole seconds > 0"
+check_size
+vdiskfs=$(find_prog "$vdiskfs" vdiskfs)
+[ -n "$vdiskfs" ] && [ -x "$vdiskfs" ] || die "vdiskfs not found (use --vdiskfs PATH)"
+require_cmds fio qemu-storage-daemon fusermount3 python3 numfmt
 
 work=$(mktemp -d "${dir:-$PWD}/fuse-vs-qsd.XXXXXX")
 work=$(cd "$work" && pwd -P)
@@ -71,47 +64,16 @@ qsd_file=$work/qsd-export
 vdiskfs_pid=
 qsd_pid=
 
-is_mounted () { awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/mounts; }
-
-# wait_for LIMIT CMD...: poll CMD every 50 ms for at most LIMIT seconds.
-wait_for ()
-{
-    local i n=$(( $1 * 20 )); shift
-    for (( i = 0; i < n; i++ )); do
-        "$@" && return 0
-        sleep 0.05
-    done
-    return 1
-}
-
-# stop PID MOUNTPOINT: unmount (which ends the daemon), else SIGTERM, else
-# SIGKILL; only ever PID, which this script started.
-stop ()
-{
-    local pid=$1 m=$2
-    [ -n "$pid" ] || return 0
-    if is_mounted "$m"; then fusermount3 -u "$m" 2>/dev/null || true; fi
-    gone () { ! kill -0 "$pid" 2>/dev/null; }
-    if ! wait_for 10 gone; then
-        kill -TERM "$pid" 2>/dev/null || true
-        wait_for 10 gone || kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-    if is_mounted "$m"; then fusermount3 -uz "$m" 2>/dev/null || true; fi
-}
-
 cleanup ()
 {
     local rc=$?
     trap - EXIT INT TERM
-    stop "$vdiskfs_pid" "$mnt"
-    stop "$qsd_pid" "$qsd_file"
+    stop_pid "$vdiskfs_pid" "$mnt"
+    stop_pid "$qsd_pid" "$qsd_file"
     rm -rf --one-file-system "$work"
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 mkdir -p "$work/images" "$mnt"
 : > "$qsd_file"
@@ -119,11 +81,7 @@ echo "creating $size of random data in $img"
 head -c "$bytes" /dev/urandom > "$img"
 
 echo "mounting vdiskfs ($vdiskfs) at $mnt"
-"$vdiskfs" -o aio=native -o cache=none -f --pidfile="$work/vdiskfs.pid" \
-    "$work/images" "$mnt" 2>"$work/vdiskfs.log" </dev/null &
-vdiskfs_pid=$!
-vready () { [ -s "$work/vdiskfs.pid" ] && is_mounted "$mnt"; }
-wait_for 20 vready || { cat "$work/vdiskfs.log" >&2; echo "$prog: vdiskfs did not mount" >&2; exit 1; }
+mount_vdiskfs "$work" "$work/images" "$mnt" aio=native cache=none
 
 echo "exporting through qemu-storage-daemon at $qsd_file"
 qemu-storage-daemon \
@@ -144,22 +102,13 @@ cases=(
 )
 targets=(raw "$img" vdiskfs "$mnt/disk.img" qsd "$qsd_file")
 
-# run_fio NAME RW BS DEPTH FILE OUT: one fio case, JSON to OUT.
-run_fio ()
-{
-    fio --name="$1" --filename="$5" --size="$bytes" --rw="$2" --bs="$3" \
-        --iodepth="$4" --ioengine=libaio --direct=1 --numjobs=1 \
-        --time_based --runtime="$runtime" --ramp_time=1 --norandommap \
-        --randrepeat=0 --output-format=json --output="$6" >/dev/null
-}
-
 echo "fio: ${runtime}s per case, $(( ${#cases[@]} * 3 )) runs"
 for c in "${cases[@]}"; do
     read -r name rw bs depth <<<"$c"
     printf '  %-18s' "$name" >&2
     for (( t = 0; t < ${#targets[@]}; t += 2 )); do
         printf ' %s' "${targets[t]}" >&2
-        run_fio "$name" "$rw" "$bs" "$depth" "${targets[t+1]}" \
+        fio_case "$name" "${targets[t+1]}" "$rw" "$bs" "$depth" \
             "$work/$name.${targets[t]}.json"
     done
     echo >&2

@@ -11,6 +11,7 @@ set -euo pipefail
 
 prog=${0##*/}
 here=$(cd "$(dirname "$0")" && pwd -P)
+. "$here/bench-lib.sh"
 size=1G
 hole_run=1M
 workdir=/var/tmp
@@ -134,17 +135,12 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-die () { echo "$prog: $*" >&2; exit 2; }
-
-case $writer_secs in ''|*[!0-9]*|0) die "--writer-seconds wants whole seconds > 0" ;; esac
-case $repeat in ''|*[!0-9]*|0) die "--repeat wants a whole number > 0" ;; esac
-for c in qemu-storage-daemon fio python3 numfmt truncate cmp; do
-    command -v "$c" >/dev/null || die "$c is not installed"
-done
-bytes=$(numfmt --from=iec "${size%B}" 2>/dev/null) || die "bad --size '$size'"
-run_bytes=$(numfmt --from=iec "${hole_run%B}" 2>/dev/null) || die "bad --hole-run '$hole_run'"
-[ "$bytes" -ge $((64 << 20)) ] || die "--size below 64M"
+check_count "$writer_secs" "--writer-seconds wants whole seconds > 0"
+check_count "$repeat" "--repeat wants a whole number > 0"
+require_cmds qemu-storage-daemon fio python3 numfmt truncate cmp
+check_size
 [ $((bytes % (1 << 20))) -eq 0 ] || die "--size must be a multiple of 1M"
+run_bytes=$(numfmt --from=iec "${hole_run%B}" 2>/dev/null) || die "bad --hole-run '$hole_run'"
 if [ "$run_bytes" -lt 4096 ] || [ $((run_bytes % 4096)) -ne 0 ] ||
     [ $((2 * run_bytes)) -gt "$bytes" ]; then
     die "--hole-run must be a multiple of 4k, at most half of --size"
@@ -195,35 +191,6 @@ vd_job=                        # MNT/IMG with a mirror job that may be live
 readywait=                     # the C poller, if it could be built
 ready_how="vdiskctl mirror wait MNT/IMG --ready (polls every 100 ms)"
 
-is_mounted () { awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/mounts; }
-
-# wait_for LIMIT CMD...: poll CMD every 50 ms for at most LIMIT seconds.
-wait_for ()
-{
-    local i n=$(( $1 * 20 )); shift
-    for (( i = 0; i < n; i++ )); do
-        "$@" && return 0
-        sleep 0.05
-    done
-    return 1
-}
-
-# stop_pid PID [MOUNTPOINT]: unmount (which ends a FUSE daemon), else
-# SIGTERM, else SIGKILL; only ever PID, which this script started.
-stop_pid ()
-{
-    local pid=$1 m=${2:-}
-    [ -n "$pid" ] || return 0
-    if [ -n "$m" ] && is_mounted "$m"; then fusermount3 -u "$m" 2>/dev/null || true; fi
-    gone () { ! kill -0 "$pid" 2>/dev/null; }
-    if [ -z "$m" ] || ! wait_for 10 gone; then
-        kill -TERM "$pid" 2>/dev/null || true
-        wait_for 10 gone || kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-    if [ -n "$m" ] && is_mounted "$m"; then fusermount3 -uz "$m" 2>/dev/null || true; fi
-}
-
 cleanup ()
 {
     local rc=$?
@@ -244,9 +211,7 @@ cleanup ()
     fi
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 [ ${#run} -lt 90 ] || die "--workdir path too long for a unix socket"
 
 mkdir -p "$images" "$targets" "$mnt" "$run"
@@ -579,11 +544,8 @@ start_vdiskfs ()
         echo "ready seen by $readywait (2 ms polls)"
     else echo "no C poller (see $run/readywait.log); ready seen by vdiskctl mirror wait (100 ms polls)"; fi
     echo "mounting vdiskfs ($vdiskfs) at $mnt, mirror_dir=$targets"
-    "$vdiskfs" -o aio=native -o cache=none -o "mirror_dir=$targets" -f \
-        --pidfile="$run/vdiskfs.pid" "$images" "$mnt" 2>"$run/vdiskfs.log" </dev/null &
-    vdiskfs_pid=$!
-    vready () { [ -s "$run/vdiskfs.pid" ] && is_mounted "$mnt"; }
-    wait_for 20 vready || { cat "$run/vdiskfs.log" >&2; echo "$prog: vdiskfs did not mount" >&2; exit 1; }
+    mount_vdiskfs "$run" "$images" "$mnt" aio=native cache=none \
+        "mirror_dir=$targets"
 }
 
 # vd_mirror ROW REP IMG MODE LIMIT [writer]

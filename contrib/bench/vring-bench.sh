@@ -11,6 +11,7 @@
 set -euo pipefail
 
 prog=${0##*/}
+. "$(dirname "$0")/bench-lib.sh"
 runtime=8
 size=1G
 dir=/var/tmp
@@ -78,41 +79,30 @@ while [ $# -gt 0 ]; do
     *) echo "$prog: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
-case $runtime in ''|*[!0-9]*|0) echo "$prog: --runtime wants whole seconds > 0" >&2; exit 2 ;; esac
-case $reps in ''|*[!0-9]*|0) echo "$prog: --reps wants a whole number > 0" >&2; exit 2 ;; esac
+check_count "$runtime" "--runtime wants whole seconds > 0"
+check_count "$reps" "--reps wants a whole number > 0"
 IFS=, read -r -a modes <<<"$aio_modes"
 for m in "${modes[@]}"; do
-    case $m in native|threads) ;; *) echo "$prog: bad --aio '$aio_modes'" >&2; exit 2 ;; esac
+    case $m in native|threads) ;; *) die "bad --aio '$aio_modes'" ;; esac
 done
-bytes=$(numfmt --from=iec "${size%B}" 2>/dev/null) ||
-    { echo "$prog: bad --size '$size'" >&2; exit 2; }
-[ "$bytes" -ge $((64 << 20)) ] || { echo "$prog: --size below 64M" >&2; exit 2; }
-[ $((bytes % (1 << 20))) -eq 0 ] || { echo "$prog: --size must be whole MiB" >&2; exit 2; }
-find_prog ()
-{
-    local given=$1 name=$2
-    if [ -n "$given" ]; then echo "$given"
-    elif [ -x "./src/$name" ]; then echo "./src/$name"
-    else command -v "$name" || true; fi
-}
+check_size
+[ $((bytes % (1 << 20))) -eq 0 ] || die "--size must be whole MiB"
 vdiskfs=$(find_prog "$vdiskfs" vdiskfs)
 vdiskctl=$(find_prog "$vdiskctl" vdiskctl)
 for p in "$vdiskfs" "$vdiskctl"; do
     [ -n "$p" ] && [ -x "$p" ] ||
-        { echo "$prog: vdiskfs or vdiskctl not found (use --vdiskfs/--vdiskctl)" >&2; exit 2; }
+        die "vdiskfs or vdiskctl not found (use --vdiskfs/--vdiskctl)"
 done
-for c in fio fusermount3 python3 numfmt df; do
-    command -v "$c" >/dev/null || { echo "$prog: $c is not installed" >&2; exit 2; }
-done
-[ -d "$dir" ] || { echo "$prog: --dir $dir is not a directory" >&2; exit 2; }
+require_cmds fio fusermount3 python3 numfmt df
+[ -d "$dir" ] || die "--dir $dir is not a directory"
 fstype=$(df --output=fstype "$dir" | tail -n 1)
 case $fstype in
 tmpfs|ramfs|overlay|fuse*)
-    echo "$prog: $dir is on $fstype: use --dir on a disk file system" >&2; exit 2 ;;
+    die "$dir is on $fstype: use --dir on a disk file system" ;;
 esac
 avail=$(( $(df --output=avail -k "$dir" | tail -n 1) * 1024 ))
 [ "$avail" -gt $((bytes + (256 << 20))) ] ||
-    { echo "$prog: $dir has $((avail >> 20)) MiB free, $size wanted" >&2; exit 2; }
+    die "$dir has $((avail >> 20)) MiB free, $size wanted"
 
 cases=(
     "4k-randread-qd1    randread  4k 1"
@@ -130,7 +120,7 @@ if [ -n "$only" ]; then
         for c in "${cases[@]}"; do
             [ "${c%% *}" = "$n" ] && { picked+=("$c"); found=1; }
         done
-        [ -n "$found" ] || { echo "$prog: unknown case '$n'" >&2; exit 2; }
+        [ -n "$found" ] || die "unknown case '$n'"
     done
     cases=("${picked[@]}")
 fi
@@ -141,35 +131,8 @@ img=$work/images/disk.img
 mnt=$work/mnt
 vdiskfs_pid=
 
-is_mounted () { awk -v m="$1" '$2 == m { f = 1 } END { exit !f }' /proc/mounts; }
-
-# wait_for LIMIT CMD...: poll CMD every 50 ms for at most LIMIT seconds.
-wait_for ()
-{
-    local i n=$(( $1 * 20 )); shift
-    for (( i = 0; i < n; i++ )); do
-        "$@" && return 0
-        sleep 0.05
-    done
-    return 1
-}
-
-# unmount: fusermount3 -u (which ends the daemon), else SIGTERM, else
-# SIGKILL; only ever the daemon this script started.
-unmount ()
-{
-    local pid=$vdiskfs_pid
-    [ -n "$pid" ] || return 0
-    if is_mounted "$mnt"; then fusermount3 -u "$mnt" 2>/dev/null || true; fi
-    gone () { ! kill -0 "$pid" 2>/dev/null; }
-    if ! wait_for 10 gone; then
-        kill -TERM "$pid" 2>/dev/null || true
-        wait_for 10 gone || kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-    if is_mounted "$mnt"; then fusermount3 -uz "$mnt" 2>/dev/null || true; fi
-    vdiskfs_pid=
-}
+# unmount: stop the daemon this script started, if any.
+unmount () { stop_pid "$vdiskfs_pid" "$mnt"; vdiskfs_pid=; }
 
 cleanup ()
 {
@@ -179,35 +142,12 @@ cleanup ()
     rm -rf --one-file-system "$work"
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-mount_mode ()
-{
-    rm -f "$work/vdiskfs.pid"
-    "$vdiskfs" -o aio="$1" -o cache=none -f --pidfile="$work/vdiskfs.pid" \
-        "$work/images" "$mnt" 2>>"$work/vdiskfs.log" </dev/null &
-    vdiskfs_pid=$!
-    vready () { [ -s "$work/vdiskfs.pid" ] && is_mounted "$mnt"; }
-    wait_for 20 vready ||
-        { cat "$work/vdiskfs.log" >&2; echo "$prog: vdiskfs did not mount" >&2; exit 1; }
-}
+trap_cleanup
 
 mkdir -p "$work/images" "$mnt"
 echo "creating $size of random data in $img ($fstype)"
 head -c "$bytes" /dev/urandom > "$img"
 sync "$img"
-
-
-# run_fio RW BS DEPTH OUT: fio on the backing file, JSON to OUT.
-run_fio ()
-{
-    fio --name=raw --filename="$img" --size="$bytes" --rw="$1" --bs="$2" \
-        --iodepth="$3" --ioengine=libaio --direct=1 --numjobs=1 \
-        --time_based --runtime="$runtime" --ramp_time=1 --norandommap \
-        --randrepeat=0 --output-format=json --output="$4" >/dev/null
-}
 
 # run_vring RW BS DEPTH EVENT_IDX OUT: vring-test on the mount, JSON to OUT.
 run_vring ()
@@ -222,13 +162,14 @@ run_vring ()
 }
 
 for mode in "${modes[@]}"; do
-    mount_mode "$mode"
+    mount_vdiskfs "$work" "$work/images" "$mnt" aio="$mode" cache=none
     echo "aio=$mode: $(( ${#cases[@]} * 3 * reps )) runs of ${runtime}s"
     for (( r = 1; r <= reps; r++ )); do
         for c in "${cases[@]}"; do
             read -r name rw bs depth <<<"$c"
             printf '  %-18s rep %d: fio' "$name" "$r" >&2
-            run_fio "$rw" "$bs" "$depth" "$work/$mode.$name.fio.$r.json"
+            fio_case raw "$img" "$rw" "$bs" "$depth" \
+                "$work/$mode.$name.fio.$r.json"
             printf ' vring-on' >&2
             run_vring "$rw" "$bs" "$depth" on "$work/$mode.$name.on.$r.json"
             printf ' vring-off\n' >&2

@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -32,6 +31,7 @@
 
 #include "log.h"
 #include "pivot.h"
+#include "test-util.h"
 
 struct fixture {
 	char top[256];           /* the mkdtemp directory, canonical */
@@ -41,22 +41,13 @@ struct fixture {
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static int rm_entry(const char *path, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(path);
-}
-
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	char tmpl[] = "/tmp/test-pivot.XXXXXX", real[PATH_MAX];
 
-	if (f == NULL || mkdtemp(tmpl) == NULL || realpath(tmpl, real) == NULL ||
-	    strlen(real) >= sizeof(f->top))
+	if (f == NULL ||
+	    test_tmpdir_make("test-pivot", f->top, sizeof(f->top)) < 0)
 		return -1;
-	strcpy(f->top, real);
 	f->top_fd = open(f->top, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	f->log_fd = memfd_create("test-pivot-log", MFD_CLOEXEC);
 	if (f->top_fd < 0 || f->log_fd < 0)
@@ -74,20 +65,14 @@ static int teardown(void **state)
 	log_set_sink(-1);
 	close(f->log_fd);
 	close(f->top_fd);
-	nftw(f->top, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	test_tmpdir_remove(f->top);
 	free(f);
 	return 0;
 }
 
-/* top/rel, in one of 4 static buffers used in turn (rename needs two). */
 static const char *at_top(const struct fixture *f, const char *rel)
 {
-	static char buf[4][PATH_MAX];
-	static unsigned next;
-	char *b = buf[next++ % 4];
-
-	snprintf(b, PATH_MAX, "%s/%s", f->top, rel);
-	return b;
+	return test_tmpdir_at(f->top, rel);
 }
 
 static bool exists(const struct fixture *f, const char *rel)

@@ -16,7 +16,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -37,6 +36,7 @@
 #include <cmocka.h>
 
 #include "target.h"
+#include "test-util.h"
 
 #define MIB (UINT64_C(1) << 20)
 #define USER_GID 4343
@@ -51,22 +51,13 @@ struct fixture {
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static int rm_entry(const char *path, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(path);
-}
-
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	char tmpl[] = "/tmp/test-target.XXXXXX", real[PATH_MAX];
 
-	if (f == NULL || mkdtemp(tmpl) == NULL || realpath(tmpl, real) == NULL ||
-	    strlen(real) >= sizeof(f->top))
+	if (f == NULL ||
+	    test_tmpdir_make("test-target", f->top, sizeof(f->top)) < 0)
 		return -1;
-	strcpy(f->top, real);
 	snprintf(f->mirror, sizeof(f->mirror), "%s/mirror", f->top);
 	if (mkdir(f->mirror, 0755) < 0)
 		return -1;
@@ -85,7 +76,7 @@ static int teardown(void **state)
 	alarm(0);   /* a failed test may leave one armed */
 	close(f->top_fd);
 	close(f->mirror_fd);
-	nftw(f->top, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	test_tmpdir_remove(f->top);
 	free(f);
 	return 0;
 }
@@ -99,15 +90,9 @@ static uid_t user_uid(void)
 	return geteuid() == 0 ? 4242 : geteuid();
 }
 
-/* top/rel, in one of 4 static buffers used in turn (rename needs two). */
 static const char *at_top(const struct fixture *f, const char *rel)
 {
-	static char buf[4][PATH_MAX];
-	static unsigned next;
-	char *b = buf[next++ % 4];
-
-	snprintf(b, PATH_MAX, "%s/%s", f->top, rel);
-	return b;
+	return test_tmpdir_at(f->top, rel);
 }
 
 /* Create top/rel with size bytes, owned by uid.  Fails the test if not. */

@@ -9,11 +9,15 @@
 #ifndef VDISK_TEST_UTIL_H
 #define VDISK_TEST_UTIL_H
 
+#include <ftw.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 /* Longest any test waits for a condition before calling it failed. */
@@ -63,6 +67,53 @@ static inline bool wait_thread_sleeping(pid_t tid)
 		usleep(100);
 	}
 	return false;
+}
+
+/* ---- a private directory for a test ------------------------------------ */
+
+static inline int test_rm_entry(const char *path, const struct stat *st,
+				int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(path);
+}
+
+/*
+ * Make a directory /tmp/PREFIX.XXXXXX and put its canonical path in top
+ * (size bytes).  Returns 0, or -1 (the directory stays if its path did
+ * not fit).
+ */
+static inline int test_tmpdir_make(const char *prefix, char *top,
+				   size_t size)
+{
+	char tmpl[PATH_MAX], real[PATH_MAX];
+
+	snprintf(tmpl, sizeof(tmpl), "/tmp/%s.XXXXXX", prefix);
+	if (mkdtemp(tmpl) == NULL || realpath(tmpl, real) == NULL ||
+	    strlen(real) >= size)
+		return -1;
+	strcpy(top, real);
+	return 0;
+}
+
+/*
+ * top/rel, in one of 4 static buffers used in turn (rename needs two):
+ * valid until the fourth call after this one.
+ */
+static inline const char *test_tmpdir_at(const char *top, const char *rel)
+{
+	static char buf[4][PATH_MAX];
+	static unsigned next;
+	char *b = buf[next++ % 4];
+
+	snprintf(b, PATH_MAX, "%s/%s", top, rel);
+	return b;
+}
+
+/* Remove top and everything below it, following no link. */
+static inline void test_tmpdir_remove(const char *top)
+{
+	nftw(top, test_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 #endif /* VDISK_TEST_UTIL_H */
