@@ -224,7 +224,10 @@ static void coroutine_fn mirror_co_op(void *opaque)
 		mirror_account(m, op->bytes);
 	}
 	hbitmap_reset(m->in_flight, op->off, op->bytes);
-	for (unsigned i = 0; i < op->nchunks; i++)
+	/* Back in reverse, so that the next operation pops them in
+	 * ascending order: neighbouring chunks then merge into one iovec
+	 * segment (mirror_op_iov) and the kernel maps one buffer. */
+	for (unsigned i = op->nchunks; i-- > 0;)
 		m->free_list[m->nfree++] = op->chunk[i];
 	m->ops_in_flight--;
 	m->bytes_in_flight -= op->bytes;
