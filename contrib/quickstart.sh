@@ -59,7 +59,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # Everything the build, the tests and the benchmarks need.
 packages=(build-essential autoconf automake libtool pkg-config
 	libfuse3-dev fuse3 libaio-dev liburcu-dev libcmocka-dev
-	valgrind fio qemu-utils qemu-system-common)
+	valgrind fio qemu-utils qemu-system-common python3)
 
 install_missing() {
 	local missing=() p
