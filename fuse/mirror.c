@@ -254,23 +254,32 @@ err:
 	c->ret = ret;
 }
 
+/*
+ * The node's job as the ABI sees it: its status (live, or as it ended)
+ * and its enum vdisk_mirror_state, which is the job's state one up (0 is
+ * "none", and then st is left alone).
+ */
+static uint32_t vm_status(struct vdfs_mirror *vm, struct mirror_status *st)
+{
+	if (!vm)
+		return VDISK_MIRROR_NONE;
+	if (vm->m)
+		mirror_get_status(vm->m, st);
+	else
+		*st = vm->last;
+	return (uint32_t)st->state + 1;
+}
+
 static void status_fn(struct mirror_call *c)
 {
 	struct vdisk_ioc_mirror_status *o = c->st;
 	struct vdfs_mirror *vm = c->node->mirror;
 	struct mirror_status st;
 
-	if (!vm) {
-		o->state = VDISK_MIRROR_NONE;
+	o->state = vm_status(vm, &st);
+	if (o->state == VDISK_MIRROR_NONE)
 		return;
-	}
-	if (vm->m)
-		mirror_get_status(vm->m, &st);
-	else
-		st = vm->last;
 	o->job_id = st.id;
-	/* The ABI's states are the job's, one up (0 is "none"). */
-	o->state = (uint32_t)st.state + 1;
 	o->sync = st.opts.sync;
 	o->copy_mode = st.opts.copy_mode;
 	o->on_source_error = st.opts.on_source_error;
@@ -499,15 +508,9 @@ void vdfs_mirror_ioctl(fuse_req_t req, struct vdfs_node *n,
 
 uint32_t vdfs_mirror_state(struct vdfs_node *n)
 {
-	struct vdfs_mirror *vm = n->mirror;
 	struct mirror_status st;
 
-	if (!vm)
-		return VDISK_MIRROR_NONE;
-	if (!vm->m)
-		return (uint32_t)vm->last.state + 1;
-	mirror_get_status(vm->m, &st);
-	return (uint32_t)st.state + 1;
+	return vm_status(n->mirror, &st);
 }
 
 void vdfs_mirror_node_release(struct vdfs_node *n)

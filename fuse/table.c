@@ -256,9 +256,11 @@ static struct tentry *tentry_new(int fd, const struct stat *st,
 
 /*
  * Open what name is served from: IMAGE_DIR/name, or the target a mirror
- * pivot recorded for it.  Table lock held, so a pivot is seen whole.
+ * pivot recorded for it (*pivoted says which).  Table lock held, so a
+ * pivot is seen whole.
  */
-static int open_backing(int dir_fd, const char *name, char **backing)
+static int open_backing(int dir_fd, const char *name, char **backing,
+			bool *pivoted)
 {
 	char *target = NULL;
 	int fd, ret;
@@ -279,6 +281,7 @@ static int open_backing(int dir_fd, const char *name, char **backing)
 			return ret == -ENOENT || ret == -EINVAL ? -EIO : ret;
 		}
 		*backing = target;
+		*pivoted = true;
 		return fd;
 	}
 	if (ret != -ENOENT)
@@ -290,12 +293,14 @@ static int open_backing(int dir_fd, const char *name, char **backing)
 		close(fd);
 		return -ENOMEM;
 	}
+	*pivoted = false;
 	return fd;
 }
 
 int vdfs_table_lookup(int dir_fd, const char *name, struct vdfs_node **out)
 {
 	char *backing = NULL;
+	bool pivoted = false;
 	struct tentry *e;
 	struct stat st;
 	int fd, ret;
@@ -303,7 +308,7 @@ int vdfs_table_lookup(int dir_fd, const char *name, struct vdfs_node **out)
 	if (!vdfs_name_visible(name))
 		return -ENOENT;
 	pthread_mutex_lock(&table_lock);
-	fd = open_backing(dir_fd, name, &backing);
+	fd = open_backing(dir_fd, name, &backing, &pivoted);
 	if (fd < 0) {
 		pthread_mutex_unlock(&table_lock);
 		return fd;
@@ -334,10 +339,7 @@ int vdfs_table_lookup(int dir_fd, const char *name, struct vdfs_node **out)
 		goto out_close;
 	}
 	/* Served from a target that an earlier run switched to. */
-	atomic_store(&e->node.pivoted,
-		     strncmp(backing, vdfs_g.cfg.image_dir,
-			     strlen(vdfs_g.cfg.image_dir)) != 0 ||
-		     backing[strlen(vdfs_g.cfg.image_dir)] != '/');
+	atomic_store(&e->node.pivoted, pivoted);
 	e->node.nodeid = atomic_fetch_add(&next_nodeid, 1);
 	e->node.nlookup = 1;
 	rcu_read_lock();
